@@ -1,0 +1,1 @@
+//! RTCP (RFC 3550, RFC 4585) packet views.
