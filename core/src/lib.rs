@@ -4,6 +4,18 @@
 //! reads no clock, starts no thread and contains no `unsafe`.
 #![forbid(unsafe_code)]
 
+pub mod command;
+pub mod consumer;
+pub mod drop_reason;
 pub mod ids;
+pub mod producer;
+pub mod queue;
+pub mod router;
 pub mod rtcp;
 pub mod rtp;
+pub mod seq_manager;
+pub mod shard;
+pub mod transport;
+
+#[cfg(any(test, feature = "test-util"))]
+pub mod testutil;

@@ -1,0 +1,199 @@
+//! `Consumer`: one outgoing copy of a producer, and `RtpRewriter`, its per-packet header rewrite.
+
+use crate::command::ConsumerOptions;
+use crate::ids::{PayloadType, ProducerId, SeqNo, Ssrc, TransportId};
+use crate::seq_manager::SeqManager;
+
+/// Rewrites SSRC, payload type, sequence number and timestamp of one consumer's packets.
+///
+/// Sequence numbers stay contiguous across pause/resume and source switches (see [`SeqManager`]).
+/// Timestamps keep the producer's clock across pause/resume (the gap in timestamps is the real
+/// elapsed time, as receivers expect); after a *source switch* the new source's timestamps are
+/// offset so they continue from the last one sent plus the elapsed wall time.
+#[derive(Debug, Clone)]
+pub struct RtpRewriter {
+    ssrc: Ssrc,
+    payload_type: PayloadType,
+    seq: SeqManager,
+    ts_offset: u32,
+    last_out_ts: Option<(u32, u64)>,
+    source_switch_pending: bool,
+}
+
+/// One rewritten header's fields.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rewritten {
+    pub ssrc: Ssrc,
+    pub payload_type: PayloadType,
+    pub seq: SeqNo,
+    pub timestamp: u32,
+}
+
+impl RtpRewriter {
+    pub fn new(ssrc: Ssrc, payload_type: PayloadType) -> Self {
+        Self {
+            ssrc,
+            payload_type,
+            seq: SeqManager::new(),
+            ts_offset: 0,
+            last_out_ts: None,
+            source_switch_pending: false,
+        }
+    }
+
+    /// The next packet continues the output sequence (resume after a pause).
+    pub fn resync(&mut self) {
+        self.seq.sync();
+    }
+
+    /// The next packet comes from a different source (another SSRC/clock base): continue both the
+    /// sequence and the timestamp line.
+    pub fn switch_source(&mut self) {
+        self.seq.sync();
+        self.source_switch_pending = self.last_out_ts.is_some();
+    }
+
+    /// Rewrites one packet. `now_us` is the caller's monotonic clock; `clock_rate` the RTP clock.
+    /// `None`: the packet predates the last resync and must be dropped.
+    pub fn rewrite(&mut self, seq: SeqNo, timestamp: u32, clock_rate: u32, now_us: u64) -> Option<Rewritten> {
+        let out_seq = self.seq.input(seq)?;
+        if self.source_switch_pending {
+            self.source_switch_pending = false;
+            if let Some((last_ts, last_us)) = self.last_out_ts {
+                let elapsed_us = now_us.saturating_sub(last_us);
+                // At least one tick so the timestamp strictly advances.
+                let ticks = (u128::from(elapsed_us) * u128::from(clock_rate) / 1_000_000).max(1);
+                let target = last_ts.wrapping_add(ticks as u32);
+                self.ts_offset = target.wrapping_sub(timestamp);
+            }
+        }
+        let out_ts = timestamp.wrapping_add(self.ts_offset);
+        match self.last_out_ts {
+            Some((last, _)) if (out_ts.wrapping_sub(last) as i32) < 0 => {}
+            _ => self.last_out_ts = Some((out_ts, now_us)),
+        }
+        Some(Rewritten { ssrc: self.ssrc, payload_type: self.payload_type, seq: out_seq, timestamp: out_ts })
+    }
+
+    /// Maps a sequence number this consumer sent back to the producer's (for NACK).
+    pub fn output_to_input(&self, seq: SeqNo) -> SeqNo {
+        self.seq.output_to_input(seq)
+    }
+
+    /// Timestamp offset added to the producer's timestamps (for SR rewriting).
+    pub fn ts_offset(&self) -> u32 {
+        self.ts_offset
+    }
+
+    pub fn ssrc(&self) -> Ssrc {
+        self.ssrc
+    }
+}
+
+/// Consumer-side statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ConsumerStats {
+    pub packets: u64,
+    pub bytes: u64,
+}
+
+/// An outgoing copy of one producer.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    pub(crate) transport: TransportId,
+    pub(crate) producer: ProducerId,
+    pub(crate) paused: bool,
+    pub(crate) producer_paused: bool,
+    pub(crate) rewriter: RtpRewriter,
+    pub(crate) stats: ConsumerStats,
+}
+
+impl Consumer {
+    pub(crate) fn new(transport: TransportId, options: &ConsumerOptions, producer_paused: bool) -> Self {
+        Self {
+            transport,
+            producer: options.producer,
+            paused: options.paused,
+            producer_paused,
+            rewriter: RtpRewriter::new(options.ssrc, options.payload_type),
+            stats: ConsumerStats::default(),
+        }
+    }
+
+    pub fn transport(&self) -> TransportId {
+        self.transport
+    }
+    pub fn producer(&self) -> ProducerId {
+        self.producer
+    }
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+    pub fn producer_paused(&self) -> bool {
+        self.producer_paused
+    }
+    pub fn ssrc(&self) -> Ssrc {
+        self.rewriter.ssrc()
+    }
+    pub fn stats(&self) -> ConsumerStats {
+        self.stats
+    }
+    pub fn rewriter(&self) -> &RtpRewriter {
+        &self.rewriter
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rw() -> RtpRewriter {
+        RtpRewriter::new(Ssrc(0xAAAA), PayloadType(96))
+    }
+
+    #[test]
+    fn rewrites_ssrc_pt_and_keeps_stream_continuous() {
+        let mut r = rw();
+        let a = r.rewrite(SeqNo(100), 9000, 90000, 0).unwrap();
+        assert_eq!(
+            a,
+            Rewritten { ssrc: Ssrc(0xAAAA), payload_type: PayloadType(96), seq: SeqNo(100), timestamp: 9000 }
+        );
+        let b = r.rewrite(SeqNo(101), 12000, 90000, 33_000).unwrap();
+        assert_eq!((b.seq, b.timestamp), (SeqNo(101), 12000));
+    }
+
+    #[test]
+    fn pause_resume_keeps_seq_contiguous_and_timestamps_real() {
+        let mut r = rw();
+        r.rewrite(SeqNo(1), 1000, 90000, 0).unwrap();
+        r.resync();
+        // 50 packets were withheld while paused.
+        let p = r.rewrite(SeqNo(52), 1000 + 51 * 3000, 90000, 1_700_000).unwrap();
+        assert_eq!(p.seq, SeqNo(2));
+        assert_eq!(p.timestamp, 1000 + 51 * 3000);
+    }
+
+    #[test]
+    fn source_switch_continues_timestamps_by_elapsed_time() {
+        let mut r = rw();
+        r.rewrite(SeqNo(10), 50_000, 90000, 1_000_000).unwrap();
+        r.switch_source();
+        // New source with an unrelated timestamp base, 20 ms later.
+        let p = r.rewrite(SeqNo(7000), 4_000_000_000, 90000, 1_020_000).unwrap();
+        assert_eq!(p.seq, SeqNo(11));
+        assert_eq!(p.timestamp, 50_000 + 1800);
+        let q = r.rewrite(SeqNo(7001), 4_000_000_000u32.wrapping_add(3000), 90000, 1_053_000).unwrap();
+        assert_eq!((q.seq, q.timestamp), (SeqNo(12), 50_000 + 1800 + 3000));
+    }
+
+    #[test]
+    fn timestamp_wraps() {
+        let mut r = rw();
+        let a = r.rewrite(SeqNo(1), u32::MAX - 10, 48000, 0).unwrap();
+        let b = r.rewrite(SeqNo(2), 950, 48000, 20_000).unwrap();
+        assert_eq!(a.timestamp, u32::MAX - 10);
+        assert_eq!(b.timestamp, 950);
+        assert_eq!(r.output_to_input(SeqNo(2)), SeqNo(2));
+    }
+}

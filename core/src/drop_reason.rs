@@ -1,0 +1,195 @@
+//! Named reasons a packet (or one fan-out copy of it) is not forwarded, and their counters.
+//!
+//! Per-packet errors are a `Copy` enum mapped to counters, never a `String`. Conservation:
+//! `accepted = routed + Σ ingress drops` and `outputs = sent + Σ egress drops`.
+
+/// Why a packet or one of its copies was dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum DropReason {
+    // Ingress: the whole packet.
+    /// Neither RTP nor RTCP (RFC 7983 first-byte ranges).
+    NotRtp = 0,
+    /// RTP/RTCP that fails validation.
+    Malformed,
+    /// No transport is bound to the socket / source address it arrived on.
+    UnknownTransport,
+    /// The source address is not the transport's remote (no re-latching: RTP Bleed).
+    SourceMismatch,
+    /// The transport has no remote yet and is not in comedia mode.
+    NotConnected,
+    /// No producer on the transport has this SSRC.
+    UnknownSsrc,
+    /// The payload type is not the producer's.
+    UnknownPayloadType,
+    /// The producer is paused.
+    ProducerPaused,
+    /// The producer has no consumer.
+    NoConsumers,
+    /// An RTCP packet type shardcast does not act on.
+    RtcpIgnored,
+    // Egress: one copy for one consumer.
+    /// The consumer is paused (or its producer is).
+    ConsumerPaused,
+    /// The consumer's transport has no remote address yet.
+    ConsumerNotConnected,
+    /// The packet predates the consumer's last resync (late, reordered across a resume).
+    StaleSequence,
+    /// The per-batch output buffer was full.
+    OutputFull,
+    /// The kernel refused this datagram (ICMP unreachable, EMSGSIZE, …).
+    SendError,
+    /// The socket's send buffer was full; leaky, never blocks.
+    SendWouldBlock,
+    /// A core-to-core ring was full.
+    RingFull,
+    /// PLI/FIR suppressed by the per-producer throttle.
+    KeyframeRequestThrottled,
+    /// A NACKed packet no longer in (or never in) the retransmission buffer.
+    RetransmissionMissing,
+}
+
+impl DropReason {
+    /// Every reason, in counter order.
+    pub const ALL: [DropReason; 19] = [
+        DropReason::NotRtp,
+        DropReason::Malformed,
+        DropReason::UnknownTransport,
+        DropReason::SourceMismatch,
+        DropReason::NotConnected,
+        DropReason::UnknownSsrc,
+        DropReason::UnknownPayloadType,
+        DropReason::ProducerPaused,
+        DropReason::NoConsumers,
+        DropReason::RtcpIgnored,
+        DropReason::ConsumerPaused,
+        DropReason::ConsumerNotConnected,
+        DropReason::StaleSequence,
+        DropReason::OutputFull,
+        DropReason::SendError,
+        DropReason::SendWouldBlock,
+        DropReason::RingFull,
+        DropReason::KeyframeRequestThrottled,
+        DropReason::RetransmissionMissing,
+    ];
+
+    /// Number of reasons.
+    pub const COUNT: usize = Self::ALL.len();
+
+    /// Stable snake_case name, used as a metrics label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DropReason::NotRtp => "not_rtp",
+            DropReason::Malformed => "malformed",
+            DropReason::UnknownTransport => "unknown_transport",
+            DropReason::SourceMismatch => "source_mismatch",
+            DropReason::NotConnected => "not_connected",
+            DropReason::UnknownSsrc => "unknown_ssrc",
+            DropReason::UnknownPayloadType => "unknown_payload_type",
+            DropReason::ProducerPaused => "producer_paused",
+            DropReason::NoConsumers => "no_consumers",
+            DropReason::RtcpIgnored => "rtcp_ignored",
+            DropReason::ConsumerPaused => "consumer_paused",
+            DropReason::ConsumerNotConnected => "consumer_not_connected",
+            DropReason::StaleSequence => "stale_sequence",
+            DropReason::OutputFull => "output_full",
+            DropReason::SendError => "send_error",
+            DropReason::SendWouldBlock => "send_would_block",
+            DropReason::RingFull => "ring_full",
+            DropReason::KeyframeRequestThrottled => "keyframe_request_throttled",
+            DropReason::RetransmissionMissing => "retransmission_missing",
+        }
+    }
+
+    /// True for reasons that drop one fan-out copy rather than the whole ingress packet.
+    pub fn is_egress(self) -> bool {
+        (self as u8) >= DropReason::ConsumerPaused as u8
+    }
+}
+
+/// Packet counters of one core (or one router, or a sum of cores).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Datagrams received from sockets.
+    pub packets_in: u64,
+    /// Bytes received from sockets.
+    pub bytes_in: u64,
+    /// RTP packets routed to a producer with at least one consumer.
+    pub routed: u64,
+    /// RTCP packets consumed by shardcast (receiver reports, feedback acted on).
+    pub rtcp_terminated: u64,
+    /// Copies handed to the kernel (RTP, RTCP and retransmissions).
+    pub packets_out: u64,
+    /// Bytes handed to the kernel.
+    pub bytes_out: u64,
+    /// Copies produced for sending (before send errors).
+    pub outputs: u64,
+    /// Drops by reason, indexed by `DropReason as usize`.
+    pub drops: [u64; DropReason::COUNT],
+}
+
+impl Counters {
+    /// Counts one drop.
+    pub fn drop(&mut self, reason: DropReason) {
+        self.drops[reason as usize] += 1;
+    }
+
+    /// Count of one reason.
+    pub fn drops_of(&self, reason: DropReason) -> u64 {
+        self.drops[reason as usize]
+    }
+
+    /// Sum of drops of whole ingress packets.
+    pub fn ingress_drops(&self) -> u64 {
+        DropReason::ALL.iter().filter(|r| !r.is_egress()).map(|r| self.drops_of(*r)).sum()
+    }
+
+    /// Sum of drops of single copies.
+    pub fn egress_drops(&self) -> u64 {
+        DropReason::ALL.iter().filter(|r| r.is_egress()).map(|r| self.drops_of(*r)).sum()
+    }
+
+    /// Adds another set of counters into this one.
+    pub fn add(&mut self, other: &Counters) {
+        self.packets_in += other.packets_in;
+        self.bytes_in += other.bytes_in;
+        self.routed += other.routed;
+        self.rtcp_terminated += other.rtcp_terminated;
+        self.packets_out += other.packets_out;
+        self.bytes_out += other.bytes_out;
+        self.outputs += other.outputs;
+        for (a, b) in self.drops.iter_mut().zip(other.drops.iter()) {
+            *a += b;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn all_is_in_discriminant_order_and_names_are_unique() {
+        for (i, r) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(*r as usize, i);
+        }
+        let mut names: Vec<_> = DropReason::ALL.iter().map(|r| r.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn ingress_and_egress_sums() {
+        let mut c = Counters::default();
+        c.drop(DropReason::UnknownSsrc);
+        c.drop(DropReason::UnknownSsrc);
+        c.drop(DropReason::ConsumerPaused);
+        assert_eq!(c.ingress_drops(), 2);
+        assert_eq!(c.egress_drops(), 1);
+        let mut d = Counters::default();
+        d.add(&c);
+        d.add(&c);
+        assert_eq!(d.drops_of(DropReason::UnknownSsrc), 4);
+    }
+}

@@ -1,0 +1,48 @@
+//! `Producer`: one incoming RTP stream on a transport.
+
+use crate::command::ProducerOptions;
+use crate::ids::{ConsumerId, TransportId};
+
+/// Producer-side statistics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProducerStats {
+    pub packets: u64,
+    pub bytes: u64,
+    /// Highest extended sequence number seen is not tracked yet; last seen sequence number.
+    pub last_seq: u16,
+    pub last_timestamp: u32,
+}
+
+/// An incoming stream.
+#[derive(Debug, Clone)]
+pub struct Producer {
+    pub(crate) transport: TransportId,
+    pub(crate) options: ProducerOptions,
+    pub(crate) paused: bool,
+    /// Consumers in creation order: the fan-out order of every packet.
+    pub(crate) consumers: Vec<ConsumerId>,
+    pub(crate) stats: ProducerStats,
+}
+
+impl Producer {
+    pub(crate) fn new(transport: TransportId, options: ProducerOptions) -> Self {
+        let paused = options.paused;
+        Self { transport, options, paused, consumers: Vec::new(), stats: ProducerStats::default() }
+    }
+
+    pub fn transport(&self) -> TransportId {
+        self.transport
+    }
+    pub fn options(&self) -> &ProducerOptions {
+        &self.options
+    }
+    pub fn paused(&self) -> bool {
+        self.paused
+    }
+    pub fn consumers(&self) -> &[ConsumerId] {
+        &self.consumers
+    }
+    pub fn stats(&self) -> ProducerStats {
+        self.stats
+    }
+}

@@ -1,0 +1,813 @@
+//! `Shard`: the routers one core owns, the indexes that find them from a packet, and the two
+//! entry points a core calls: [`Shard::apply_batch`] between packet batches and
+//! [`Shard::forward`] per received datagram.
+//!
+//! Forwarding is a pure function of (datagram, tables, `now_us`): it writes outputs — a rewritten
+//! header plus a reference to the payload inside the received datagram, never a copy — into a
+//! caller-owned [`OutputSink`], and counts every packet it does not forward under a
+//! [`DropReason`]. It allocates nothing and takes no lock.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+
+use crate::command::{BatchReply, Command, CommandBatch, CommandError, Event, Outcome, SocketId};
+use crate::drop_reason::{Counters, DropReason};
+use crate::ids::{RouterId, Ssrc, TransportId};
+use crate::queue::{LeakyQueue, Overflow};
+use crate::router::Router;
+use crate::rtp::{RtpPacket, FIXED_HEADER_LEN};
+use crate::transport::{Remote, Transport};
+
+/// A received datagram, borrowed from the caller's receive buffers.
+#[derive(Debug, Clone, Copy)]
+pub struct Datagram<'a> {
+    pub socket: SocketId,
+    pub source: SocketAddr,
+    pub data: &'a [u8],
+}
+
+/// Largest header an [`Output`] carries inline.
+pub const OUTPUT_HEADER_MAX: usize = 28;
+
+/// Where an output's bytes after its inline header come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadRef {
+    /// Nothing: the header is the whole packet (generated RTCP).
+    None,
+    /// `datagrams[index][offset..]` of the batch being forwarded (zero-copy).
+    Datagram { index: u32, offset: u16 },
+}
+
+/// One datagram to send: `header[..header_len]` followed by the referenced payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Output {
+    pub socket: SocketId,
+    pub dest: SocketAddr,
+    pub header: [u8; OUTPUT_HEADER_MAX],
+    pub header_len: u8,
+    pub payload: PayloadRef,
+}
+
+impl Output {
+    /// The inline header bytes.
+    pub fn header(&self) -> &[u8] {
+        &self.header[..usize::from(self.header_len)]
+    }
+}
+
+/// Where [`Shard::forward`] writes outputs; `push` returns `false` when full (counted as a drop).
+pub trait OutputSink {
+    fn push(&mut self, output: Output) -> bool;
+}
+
+impl<const N: usize> OutputSink for heapless::Vec<Output, N> {
+    fn push(&mut self, output: Output) -> bool {
+        heapless::Vec::push(self, output).is_ok()
+    }
+}
+
+type TransportKey = (RouterId, TransportId);
+
+/// Capacity of the per-shard event queue (leaky: oldest events are dropped and counted).
+pub const EVENT_QUEUE_LEN: usize = 256;
+
+/// The routing tables of one core.
+#[derive(Debug)]
+pub struct Shard {
+    routers: HashMap<RouterId, Router>,
+    /// Dedicated sockets → their transport. Keys are chosen by the control plane.
+    by_socket: HashMap<SocketId, TransportKey>,
+    /// Shared-port transports with a known remote, by remote address. Keys come from the network:
+    /// std's SipHash with a per-map random key resists collision flooding.
+    by_remote: HashMap<SocketAddr, TransportKey>,
+    /// Shared-port comedia transports waiting to latch, by the SSRCs of their producers.
+    by_comedia_ssrc: HashMap<Ssrc, TransportKey>,
+    events: LeakyQueue<Event, EVENT_QUEUE_LEN>,
+    counters: Counters,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Shard {
+    pub fn new() -> Self {
+        Self {
+            routers: HashMap::new(),
+            by_socket: HashMap::new(),
+            by_remote: HashMap::new(),
+            by_comedia_ssrc: HashMap::new(),
+            events: LeakyQueue::new(Overflow::DropOldest),
+            counters: Counters::default(),
+        }
+    }
+
+    /// Applies a whole batch, or nothing of it, and returns its single reply.
+    pub fn apply_batch(&mut self, batch: &CommandBatch) -> BatchReply {
+        // A single command validates before it mutates; longer batches keep a snapshot of every
+        // router they touch so a refusal at command `i` can undo commands `0..i`.
+        let mut snapshots: Vec<(RouterId, Option<Router>)> = Vec::new();
+        if batch.commands.len() > 1 {
+            for c in &batch.commands {
+                let id = c.router();
+                if !snapshots.iter().any(|(r, _)| *r == id) {
+                    snapshots.push((id, self.routers.get(&id).cloned()));
+                }
+            }
+        }
+        let mut outcomes = Vec::with_capacity(batch.commands.len());
+        for (index, command) in batch.commands.iter().enumerate() {
+            match self.apply(command) {
+                Ok(o) => outcomes.push(o),
+                Err(error) => {
+                    for (id, snapshot) in snapshots {
+                        if let Some(current) = self.routers.remove(&id) {
+                            self.unindex_router(id, &current);
+                        }
+                        if let Some(r) = snapshot {
+                            self.index_router(id, &r);
+                            self.routers.insert(id, r);
+                        }
+                    }
+                    return BatchReply::Rejected { seq: batch.seq, index, error };
+                }
+            }
+        }
+        BatchReply::Applied { seq: batch.seq, outcomes }
+    }
+
+    /// Applies one command; validates before mutating.
+    pub fn apply(&mut self, command: &Command) -> Result<Outcome, CommandError> {
+        let outcome = |found: bool| if found { Outcome::Applied } else { Outcome::NotFound };
+        let rid = command.router();
+        if let Command::CreateRouter { router } = command {
+            if self.routers.contains_key(router) {
+                return Err(CommandError::state("router id already exists"));
+            }
+            self.routers.insert(*router, Router::new());
+            return Ok(Outcome::Applied);
+        }
+        if let Command::CloseRouter { router } = command {
+            let Some(r) = self.routers.remove(router) else { return Ok(Outcome::NotFound) };
+            self.unindex_router(*router, &r);
+            return Ok(Outcome::Applied);
+        }
+        let Some(mut router) = self.routers.remove(&rid) else { return Ok(Outcome::NotFound) };
+        let result = self.apply_to_router(rid, &mut router, command).map(outcome);
+        self.routers.insert(rid, router);
+        result
+    }
+
+    fn apply_to_router(
+        &mut self,
+        rid: RouterId,
+        router: &mut Router,
+        command: &Command,
+    ) -> Result<bool, CommandError> {
+        match command {
+            Command::CreateRouter { .. } | Command::CloseRouter { .. } => Ok(true),
+            Command::CreatePlainTransport { transport, options, .. } => {
+                if !options.socket.is_shared() && self.by_socket.contains_key(&options.socket) {
+                    return Err(CommandError::state("socket already used by another transport"));
+                }
+                if options.socket.is_shared() {
+                    if let Some(remote) = options.remote {
+                        if self.by_remote.contains_key(&remote) {
+                            return Err(CommandError::state(
+                                "remote address already used on the shared port",
+                            ));
+                        }
+                    }
+                }
+                let created = router.create_transport(*transport, options)?;
+                if let Some(t) = router.transports.get(transport) {
+                    self.index_transport((rid, *transport), t);
+                }
+                Ok(created)
+            }
+            Command::ConnectTransport { transport, remote, .. } => {
+                let Some(t) = router.transports.get_mut(transport) else { return Ok(false) };
+                if let Remote::Known(_) = t.remote {
+                    return Err(CommandError::state("transport is already connected"));
+                }
+                if t.socket.is_shared() && self.by_remote.contains_key(remote) {
+                    return Err(CommandError::state("remote address already used on the shared port"));
+                }
+                let key = (rid, *transport);
+                Self::unindex_transport_in(
+                    &mut self.by_socket,
+                    &mut self.by_remote,
+                    &mut self.by_comedia_ssrc,
+                    key,
+                    t,
+                );
+                t.remote = Remote::Known(*remote);
+                self.index_transport(key, t);
+                Ok(true)
+            }
+            Command::CloseTransport { transport, .. } => {
+                let Some(t) = router.close_transport(*transport) else { return Ok(false) };
+                self.unindex_transport((rid, *transport), &t);
+                Ok(true)
+            }
+            Command::CreateProducer { transport, producer, options, .. } => {
+                if let Some(t) = router.transports.get(transport) {
+                    if t.socket.is_shared()
+                        && t.remote == Remote::Comedia
+                        && self.by_comedia_ssrc.contains_key(&options.ssrc)
+                    {
+                        return Err(CommandError::state(
+                            "ssrc already awaited by another comedia transport on the shared port",
+                        ));
+                    }
+                }
+                let created = router.create_producer(*transport, *producer, options)?;
+                if created {
+                    if let Some(t) = router.transports.get(transport) {
+                        self.index_transport((rid, *transport), t);
+                    }
+                }
+                Ok(created)
+            }
+            Command::CloseProducer { producer, .. } => {
+                let Some(tid) = router.producers.get(producer).map(|p| p.transport) else { return Ok(false) };
+                if let Some(t) = router.transports.get(&tid) {
+                    self.unindex_transport((rid, tid), t);
+                }
+                let closed = router.close_producer(*producer);
+                if let Some(t) = router.transports.get(&tid) {
+                    self.index_transport((rid, tid), t);
+                }
+                Ok(closed)
+            }
+            Command::PauseProducer { producer, .. } => Ok(router.set_producer_paused(*producer, true)),
+            Command::ResumeProducer { producer, .. } => Ok(router.set_producer_paused(*producer, false)),
+            Command::CreateConsumer { transport, consumer, options, .. } => {
+                router.create_consumer(*transport, *consumer, options)
+            }
+            Command::CloseConsumer { consumer, .. } => Ok(router.close_consumer(*consumer)),
+            Command::PauseConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, true)),
+            Command::ResumeConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, false)),
+        }
+    }
+
+    /// Removes a router and its indexes (first half of a handoff: export).
+    pub fn take_router(&mut self, id: RouterId) -> Option<Router> {
+        let r = self.routers.remove(&id)?;
+        self.unindex_router(id, &r);
+        Some(r)
+    }
+
+    /// Inserts a router handed over from another core (second half of a handoff: import).
+    pub fn insert_router(&mut self, id: RouterId, router: Router) -> Result<(), CommandError> {
+        if self.routers.contains_key(&id) {
+            return Err(CommandError::state("router id already exists"));
+        }
+        self.index_router(id, &router);
+        self.routers.insert(id, router);
+        Ok(())
+    }
+
+    pub fn router(&self, id: RouterId) -> Option<&Router> {
+        self.routers.get(&id)
+    }
+    pub fn routers(&self) -> impl Iterator<Item = (RouterId, &Router)> {
+        self.routers.iter().map(|(k, v)| (*k, v))
+    }
+    pub fn counters(&self) -> &Counters {
+        &self.counters
+    }
+    /// Counters the caller updates (send results, ring drops).
+    pub fn counters_mut(&mut self) -> &mut Counters {
+        &mut self.counters
+    }
+    /// Next event for the control plane.
+    pub fn pop_event(&mut self) -> Option<Event> {
+        self.events.pop()
+    }
+    /// Events dropped because nobody collected them in time.
+    pub fn events_dropped(&self) -> u64 {
+        self.events.dropped()
+    }
+
+    /// Forwards one datagram: outputs go to `out`, everything else is counted.
+    pub fn forward(&mut self, index: u32, dgram: &Datagram<'_>, now_us: u64, out: &mut impl OutputSink) {
+        self.counters.packets_in += 1;
+        self.counters.bytes_in += dgram.data.len() as u64;
+        let data = dgram.data;
+        // RFC 7983 §7: RTP/RTCP first byte is 128..=191; RFC 5761 §4: RTCP packet types 192..=223
+        // land on the second byte's low 7 bits as 64..=95.
+        match (data.first(), data.get(1)) {
+            (Some(b0), Some(b1)) if (128..=191).contains(b0) => {
+                if (64..=95).contains(&(b1 & 0x7f)) {
+                    self.forward_rtcp(dgram);
+                } else {
+                    self.forward_rtp(index, dgram, now_us, out);
+                }
+            }
+            _ => self.counters.drop(DropReason::NotRtp),
+        }
+    }
+
+    fn forward_rtp(&mut self, index: u32, dgram: &Datagram<'_>, now_us: u64, out: &mut impl OutputSink) {
+        let Ok(packet) = RtpPacket::new_checked(dgram.data) else {
+            return self.counters.drop(DropReason::Malformed);
+        };
+        let ssrc = packet.ssrc();
+        let key = if dgram.socket.is_shared() {
+            match self.by_remote.get(&dgram.source) {
+                Some(k) => Some(*k),
+                None => self.by_comedia_ssrc.get(&ssrc).copied(),
+            }
+        } else {
+            self.by_socket.get(&dgram.socket).copied()
+        };
+        let Some((rid, tid)) = key else {
+            return self.counters.drop(DropReason::UnknownTransport);
+        };
+        let Some(router) = self.routers.get_mut(&rid) else {
+            return self.counters.drop(DropReason::UnknownTransport);
+        };
+        let Router { transports, producers, consumers } = router;
+        let Some(transport) = transports.get_mut(&tid) else {
+            return self.counters.drop(DropReason::UnknownTransport);
+        };
+        let Some(pid) = transport.producers_by_ssrc.get(&ssrc).copied() else {
+            // Also covers comedia: an unknown SSRC never latches a transport.
+            return self.counters.drop(if transport.remote == Remote::Unset {
+                DropReason::NotConnected
+            } else {
+                DropReason::UnknownSsrc
+            });
+        };
+        match transport.remote {
+            Remote::Known(addr) if addr == dgram.source => {}
+            Remote::Known(_) => return self.counters.drop(DropReason::SourceMismatch),
+            Remote::Unset => return self.counters.drop(DropReason::NotConnected),
+            Remote::Comedia => {
+                // Latch once, on a valid packet of one of this transport's producers; the
+                // address can never change afterwards (no re-latching: RTP Bleed).
+                if dgram.socket.is_shared() && self.by_remote.contains_key(&dgram.source) {
+                    return self.counters.drop(DropReason::SourceMismatch);
+                }
+                Self::unindex_transport_in(
+                    &mut self.by_socket,
+                    &mut self.by_remote,
+                    &mut self.by_comedia_ssrc,
+                    (rid, tid),
+                    transport,
+                );
+                transport.remote = Remote::Known(dgram.source);
+                Self::index_transport_in(
+                    &mut self.by_socket,
+                    &mut self.by_remote,
+                    &mut self.by_comedia_ssrc,
+                    (rid, tid),
+                    transport,
+                );
+                self.events.push(Event::TransportLatched {
+                    router: rid,
+                    transport: tid,
+                    remote: dgram.source,
+                });
+            }
+        }
+        let Some(producer) = producers.get_mut(&pid) else {
+            return self.counters.drop(DropReason::UnknownSsrc);
+        };
+        if packet.payload_type() != producer.options.payload_type {
+            return self.counters.drop(DropReason::UnknownPayloadType);
+        }
+        producer.stats.packets += 1;
+        producer.stats.bytes += dgram.data.len() as u64;
+        producer.stats.last_seq = packet.sequence_number().0;
+        producer.stats.last_timestamp = packet.timestamp();
+        if producer.paused {
+            return self.counters.drop(DropReason::ProducerPaused);
+        }
+        if producer.consumers.is_empty() {
+            return self.counters.drop(DropReason::NoConsumers);
+        }
+        self.counters.routed += 1;
+        let clock_rate = producer.options.clock_rate;
+        let seq = packet.sequence_number();
+        let ts = packet.timestamp();
+        let marker = packet.marker();
+        for cid in &producer.consumers {
+            let Some(consumer) = consumers.get_mut(cid) else { continue };
+            if consumer.paused || consumer.producer_paused {
+                self.counters.drop(DropReason::ConsumerPaused);
+                continue;
+            }
+            let Some((socket, dest)) =
+                transports.get(&consumer.transport).and_then(|t| Some((t.socket, t.remote_addr()?)))
+            else {
+                self.counters.drop(DropReason::ConsumerNotConnected);
+                continue;
+            };
+            let Some(rw) = consumer.rewriter.rewrite(seq, ts, clock_rate, now_us) else {
+                self.counters.drop(DropReason::StaleSequence);
+                continue;
+            };
+            let mut header = [0u8; OUTPUT_HEADER_MAX];
+            // `new_checked` guaranteed at least FIXED_HEADER_LEN bytes.
+            header[..FIXED_HEADER_LEN].copy_from_slice(&dgram.data[..FIXED_HEADER_LEN]);
+            header[1] = (u8::from(marker) << 7) | (rw.payload_type.0 & 0x7f);
+            header[2..4].copy_from_slice(&rw.seq.0.to_be_bytes());
+            header[4..8].copy_from_slice(&rw.timestamp.to_be_bytes());
+            header[8..12].copy_from_slice(&rw.ssrc.0.to_be_bytes());
+            let output = Output {
+                socket,
+                dest,
+                header,
+                header_len: FIXED_HEADER_LEN as u8,
+                payload: PayloadRef::Datagram { index, offset: FIXED_HEADER_LEN as u16 },
+            };
+            if out.push(output) {
+                self.counters.outputs += 1;
+                consumer.stats.packets += 1;
+                consumer.stats.bytes += dgram.data.len() as u64;
+            } else {
+                self.counters.drop(DropReason::OutputFull);
+            }
+        }
+    }
+
+    fn forward_rtcp(&mut self, _dgram: &Datagram<'_>) {
+        self.counters.drop(DropReason::RtcpIgnored);
+    }
+
+    fn index_router(&mut self, id: RouterId, router: &Router) {
+        for (tid, t) in router.transports() {
+            self.index_transport((id, tid), t);
+        }
+    }
+
+    fn unindex_router(&mut self, id: RouterId, router: &Router) {
+        for (tid, t) in router.transports() {
+            self.unindex_transport((id, tid), t);
+        }
+    }
+
+    fn index_transport(&mut self, key: TransportKey, t: &Transport) {
+        Self::index_transport_in(&mut self.by_socket, &mut self.by_remote, &mut self.by_comedia_ssrc, key, t);
+    }
+
+    fn unindex_transport(&mut self, key: TransportKey, t: &Transport) {
+        Self::unindex_transport_in(
+            &mut self.by_socket,
+            &mut self.by_remote,
+            &mut self.by_comedia_ssrc,
+            key,
+            t,
+        );
+    }
+
+    fn index_transport_in(
+        by_socket: &mut HashMap<SocketId, TransportKey>,
+        by_remote: &mut HashMap<SocketAddr, TransportKey>,
+        by_comedia_ssrc: &mut HashMap<Ssrc, TransportKey>,
+        key: TransportKey,
+        t: &Transport,
+    ) {
+        if !t.socket.is_shared() {
+            by_socket.insert(t.socket, key);
+            return;
+        }
+        match t.remote {
+            Remote::Known(addr) => {
+                by_remote.insert(addr, key);
+            }
+            Remote::Comedia => {
+                for ssrc in t.producers_by_ssrc.keys() {
+                    by_comedia_ssrc.insert(*ssrc, key);
+                }
+            }
+            Remote::Unset => {}
+        }
+    }
+
+    fn unindex_transport_in(
+        by_socket: &mut HashMap<SocketId, TransportKey>,
+        by_remote: &mut HashMap<SocketAddr, TransportKey>,
+        by_comedia_ssrc: &mut HashMap<Ssrc, TransportKey>,
+        key: TransportKey,
+        t: &Transport,
+    ) {
+        if !t.socket.is_shared() {
+            if by_socket.get(&t.socket) == Some(&key) {
+                by_socket.remove(&t.socket);
+            }
+            return;
+        }
+        match t.remote {
+            Remote::Known(addr) => {
+                if by_remote.get(&addr) == Some(&key) {
+                    by_remote.remove(&addr);
+                }
+            }
+            Remote::Comedia => {
+                for ssrc in t.producers_by_ssrc.keys() {
+                    if by_comedia_ssrc.get(ssrc) == Some(&key) {
+                        by_comedia_ssrc.remove(ssrc);
+                    }
+                }
+            }
+            Remote::Unset => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::command::{ConsumerOptions, ErrorKind, PlainTransportOptions, ProducerOptions};
+    use crate::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, TransportId};
+    use crate::testutil::{fanout_setup, rtp};
+
+    const R: RouterId = RouterId(1);
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    fn setup(consumers: u32) -> Shard {
+        let mut s = Shard::new();
+        let reply =
+            s.apply_batch(&fanout_setup(SocketId(1), addr(5000), consumers, |i| addr(6000 + i as u16)));
+        assert!(matches!(reply, BatchReply::Applied { seq: 1, .. }), "{reply:?}");
+        s
+    }
+
+    fn send(s: &mut Shard, socket: u32, from: SocketAddr, pkt: &[u8]) -> heapless::Vec<Output, 64> {
+        let mut out = heapless::Vec::new();
+        s.forward(0, &Datagram { socket: SocketId(socket), source: from, data: pkt }, 0, &mut out);
+        out
+    }
+
+    fn batch(seq: u64, commands: Vec<Command>) -> CommandBatch {
+        CommandBatch { seq, commands }
+    }
+
+    #[test]
+    fn fanout_rewrites_each_consumer_without_copying_payload() {
+        let mut s = setup(3);
+        let pkt = rtp(1111, 7, 1000, 96, b"hello");
+        let out = send(&mut s, 1, addr(5000), &pkt);
+        assert_eq!(out.len(), 3);
+        for (i, o) in out.iter().enumerate() {
+            assert_eq!(o.socket, SocketId(100 + i as u32));
+            assert_eq!(o.dest, addr(6000 + i as u16));
+            assert_eq!(o.payload, PayloadRef::Datagram { index: 0, offset: 12 });
+            let h = o.header();
+            assert_eq!(h.len(), 12);
+            assert_eq!(u32::from_be_bytes(h[8..12].try_into().unwrap()), 5000 + i as u32);
+            assert_eq!(u16::from_be_bytes([h[2], h[3]]), 7);
+            assert_eq!(h[1] & 0x7f, 96);
+        }
+        assert_eq!(s.counters().routed, 1);
+        assert_eq!(s.counters().outputs, 3);
+    }
+
+    #[test]
+    fn wrong_source_unknown_ssrc_bad_pt_and_garbage_are_counted() {
+        let mut s = setup(1);
+        assert!(send(&mut s, 1, addr(5001), &rtp(1111, 1, 0, 96, b"x")).is_empty());
+        assert!(send(&mut s, 1, addr(5000), &rtp(2222, 1, 0, 96, b"x")).is_empty());
+        assert!(send(&mut s, 1, addr(5000), &rtp(1111, 1, 0, 97, b"x")).is_empty());
+        assert!(send(&mut s, 1, addr(5000), &[0x00, 1, 2]).is_empty());
+        assert!(send(&mut s, 1, addr(5000), &[0x80, 96, 0]).is_empty());
+        assert!(send(&mut s, 9, addr(5000), &rtp(1111, 1, 0, 96, b"x")).is_empty());
+        let c = s.counters();
+        assert_eq!(c.drops_of(DropReason::SourceMismatch), 1);
+        assert_eq!(c.drops_of(DropReason::UnknownSsrc), 1);
+        assert_eq!(c.drops_of(DropReason::UnknownPayloadType), 1);
+        assert_eq!(c.drops_of(DropReason::NotRtp), 1);
+        assert_eq!(c.drops_of(DropReason::Malformed), 1);
+        assert_eq!(c.drops_of(DropReason::UnknownTransport), 1);
+        assert_eq!(c.packets_in, c.routed + c.ingress_drops());
+    }
+
+    #[test]
+    fn producer_pause_stops_all_consumer_pause_stops_one_and_seq_stays_contiguous() {
+        let mut s = setup(2);
+        let p = |seq| rtp(1111, seq, u32::from(seq) * 3000, 96, b"p");
+        assert_eq!(send(&mut s, 1, addr(5000), &p(1)).len(), 2);
+        s.apply_batch(&batch(2, vec![Command::PauseConsumer { router: R, consumer: ConsumerId(100) }]));
+        let out = send(&mut s, 1, addr(5000), &p(2));
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].socket, SocketId(101));
+        s.apply_batch(&batch(3, vec![Command::PauseProducer { router: R, producer: ProducerId(1) }]));
+        assert!(send(&mut s, 1, addr(5000), &p(3)).is_empty());
+        let consumer = s.router(R).unwrap().consumer(ConsumerId(101)).unwrap();
+        assert!(consumer.producer_paused());
+        s.apply_batch(&batch(
+            4,
+            vec![
+                Command::ResumeProducer { router: R, producer: ProducerId(1) },
+                Command::ResumeConsumer { router: R, consumer: ConsumerId(100) },
+            ],
+        ));
+        let out = send(&mut s, 1, addr(5000), &p(10));
+        assert_eq!(out.len(), 2);
+        let seq = |o: &Output| u16::from_be_bytes([o.header[2], o.header[3]]);
+        assert_eq!(seq(&out[0]), 2, "consumer 100 sent 1 before its pause");
+        assert_eq!(seq(&out[1]), 3, "consumer 101 sent 1 and 2");
+        assert_eq!(s.counters().drops_of(DropReason::ProducerPaused), 1);
+        assert_eq!(s.counters().drops_of(DropReason::ConsumerPaused), 1);
+    }
+
+    #[test]
+    fn close_cascade_router_transport_producer() {
+        let mut s = setup(2);
+        // Closing the consumer transport 100 closes consumer 100 only.
+        s.apply_batch(&batch(2, vec![Command::CloseTransport { router: R, transport: TransportId(100) }]));
+        let r = s.router(R).unwrap();
+        assert!(r.consumer(ConsumerId(100)).is_none());
+        assert!(r.consumer(ConsumerId(101)).is_some());
+        assert_eq!(r.producer(ProducerId(1)).unwrap().consumers(), &[ConsumerId(101)]);
+        // Closing the producer closes its consumers on other transports.
+        s.apply_batch(&batch(3, vec![Command::CloseProducer { router: R, producer: ProducerId(1) }]));
+        let r = s.router(R).unwrap();
+        assert!(r.consumer(ConsumerId(101)).is_none());
+        assert!(r.transport(TransportId(101)).is_some());
+        assert!(send(&mut s, 1, addr(5000), &rtp(1111, 1, 0, 96, b"x")).is_empty());
+        // Closing the router closes everything and frees its sockets for reuse.
+        let reply = s.apply_batch(&batch(4, vec![Command::CloseRouter { router: R }]));
+        assert_eq!(reply, BatchReply::Applied { seq: 4, outcomes: vec![Outcome::Applied] });
+        assert!(s.router(R).is_none());
+        assert!(send(&mut s, 1, addr(5000), &rtp(1111, 1, 0, 96, b"x")).is_empty());
+        assert_eq!(s.counters().drops_of(DropReason::UnknownTransport), 1);
+        let again = s.apply_batch(&fanout_setup(SocketId(1), addr(5000), 1, |_| addr(7000)));
+        assert!(matches!(again, BatchReply::Applied { .. }));
+    }
+
+    #[test]
+    fn commands_on_missing_targets_are_harmless_not_found() {
+        let mut s = setup(1);
+        let reply = s.apply_batch(&batch(
+            2,
+            vec![
+                Command::CloseConsumer { router: R, consumer: ConsumerId(999) },
+                Command::PauseProducer { router: RouterId(42), producer: ProducerId(1) },
+                Command::PauseConsumer { router: R, consumer: ConsumerId(100) },
+            ],
+        ));
+        assert_eq!(
+            reply,
+            BatchReply::Applied {
+                seq: 2,
+                outcomes: vec![Outcome::NotFound, Outcome::NotFound, Outcome::Applied]
+            }
+        );
+    }
+
+    #[test]
+    fn rejected_batch_changes_nothing() {
+        let mut s = setup(1);
+        let reply = s.apply_batch(&batch(
+            2,
+            vec![
+                Command::PauseConsumer { router: R, consumer: ConsumerId(100) },
+                Command::CloseTransport { router: R, transport: TransportId(100) },
+                // Duplicate producer id: refused, so the two commands above are undone.
+                Command::CreateProducer {
+                    router: R,
+                    transport: TransportId(1),
+                    producer: ProducerId(1),
+                    options: ProducerOptions {
+                        kind: MediaKind::Audio,
+                        ssrc: Ssrc(3),
+                        payload_type: PayloadType(111),
+                        clock_rate: 48000,
+                        paused: false,
+                    },
+                },
+            ],
+        ));
+        match reply {
+            BatchReply::Rejected { seq: 2, index: 2, error } => {
+                assert_eq!(error.kind, ErrorKind::InvalidState)
+            }
+            other => panic!("{other:?}"),
+        }
+        let c = s.router(R).unwrap().consumer(ConsumerId(100)).unwrap();
+        assert!(!c.paused());
+        assert_eq!(send(&mut s, 1, addr(5000), &rtp(1111, 1, 0, 96, b"x")).len(), 1);
+    }
+
+    #[test]
+    fn invalid_arguments_are_distinguished_from_state_errors() {
+        let mut s = setup(0);
+        let bad_pt = s.apply(&Command::CreateConsumer {
+            router: R,
+            transport: TransportId(1),
+            consumer: ConsumerId(5),
+            options: ConsumerOptions {
+                producer: ProducerId(1),
+                ssrc: Ssrc(9),
+                payload_type: PayloadType(200),
+                paused: false,
+            },
+        });
+        assert_eq!(bad_pt.unwrap_err().kind, ErrorKind::InvalidArgument);
+        let dup_router = s.apply(&Command::CreateRouter { router: R });
+        assert_eq!(dup_router.unwrap_err().kind, ErrorKind::InvalidState);
+        let dup_socket = s.apply(&Command::CreatePlainTransport {
+            router: R,
+            transport: TransportId(7),
+            options: PlainTransportOptions { socket: SocketId(1), remote: None, comedia: true },
+        });
+        assert_eq!(dup_socket.unwrap_err().kind, ErrorKind::InvalidState);
+    }
+
+    #[test]
+    fn comedia_latches_once_on_valid_packet_and_never_relatches() {
+        let mut s = Shard::new();
+        let setup = vec![
+            Command::CreateRouter { router: R },
+            Command::CreatePlainTransport {
+                router: R,
+                transport: TransportId(1),
+                options: PlainTransportOptions { socket: SocketId::SHARED, remote: None, comedia: true },
+            },
+            Command::CreateProducer {
+                router: R,
+                transport: TransportId(1),
+                producer: ProducerId(1),
+                options: ProducerOptions {
+                    kind: MediaKind::Audio,
+                    ssrc: Ssrc(77),
+                    payload_type: PayloadType(111),
+                    clock_rate: 48000,
+                    paused: false,
+                },
+            },
+            Command::CreatePlainTransport {
+                router: R,
+                transport: TransportId(2),
+                options: PlainTransportOptions {
+                    socket: SocketId::SHARED,
+                    remote: Some(addr(9000)),
+                    comedia: false,
+                },
+            },
+            Command::CreateConsumer {
+                router: R,
+                transport: TransportId(2),
+                consumer: ConsumerId(1),
+                options: ConsumerOptions {
+                    producer: ProducerId(1),
+                    ssrc: Ssrc(88),
+                    payload_type: PayloadType(111),
+                    paused: false,
+                },
+            },
+        ];
+        assert!(matches!(s.apply_batch(&batch(1, setup)), BatchReply::Applied { .. }));
+        // Unknown SSRC from an attacker does not latch.
+        assert!(send(&mut s, 0, addr(6666), &rtp(1, 1, 0, 111, b"x")).is_empty());
+        // Garbage does not latch.
+        assert!(send(&mut s, 0, addr(6666), &[0x80, 111]).is_empty());
+        // The first valid packet latches.
+        assert_eq!(send(&mut s, 0, addr(5555), &rtp(77, 1, 0, 111, b"x")).len(), 1);
+        assert_eq!(
+            s.pop_event(),
+            Some(Event::TransportLatched { router: R, transport: TransportId(1), remote: addr(5555) })
+        );
+        // The same SSRC from another address is refused: no re-latching.
+        assert!(send(&mut s, 0, addr(6666), &rtp(77, 2, 0, 111, b"x")).is_empty());
+        assert_eq!(send(&mut s, 0, addr(5555), &rtp(77, 3, 0, 111, b"x")).len(), 1);
+        assert_eq!(
+            s.router(R).unwrap().transport(TransportId(1)).unwrap().remote(),
+            Remote::Known(addr(5555))
+        );
+        assert_eq!(s.counters().drops_of(DropReason::UnknownTransport), 2);
+    }
+
+    #[test]
+    fn full_output_sink_counts_drops() {
+        let mut s = setup(3);
+        let mut out: heapless::Vec<Output, 2> = heapless::Vec::new();
+        let pkt = rtp(1111, 1, 0, 96, b"x");
+        s.forward(0, &Datagram { socket: SocketId(1), source: addr(5000), data: &pkt }, 0, &mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(s.counters().drops_of(DropReason::OutputFull), 1);
+        assert_eq!(s.counters().outputs + s.counters().egress_drops(), 3);
+    }
+
+    #[test]
+    fn take_and_insert_router_moves_state() {
+        let mut a = setup(1);
+        let pkt = rtp(1111, 40, 0, 96, b"x");
+        assert_eq!(send(&mut a, 1, addr(5000), &pkt).len(), 1);
+        let router = a.take_router(R).unwrap();
+        assert!(send(&mut a, 1, addr(5000), &pkt).is_empty());
+        let mut b = Shard::new();
+        b.insert_router(R, router).unwrap();
+        let out = send(&mut b, 1, addr(5000), &rtp(1111, 41, 0, 96, b"x"));
+        assert_eq!(u16::from_be_bytes([out[0].header[2], out[0].header[3]]), 41);
+    }
+}
