@@ -1,0 +1,445 @@
+//! `recvmmsg` / `sendmmsg` batches over raw descriptors, never blocking (MSG_DONTWAIT).
+
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+use std::os::fd::RawFd;
+
+/// Decodes a kernel socket address; `None` for families other than IPv4/IPv6.
+fn decode(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match i32::from(addr.ss_family) {
+        libc::AF_INET => {
+            // SAFETY: the family says the storage holds a sockaddr_in; sockaddr_storage is
+            // larger and suitably aligned for every sockaddr type.
+            let a = unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            Some(SocketAddr::V4(SocketAddrV4::new(
+                Ipv4Addr::from(u32::from_be(a.sin_addr.s_addr)),
+                u16::from_be(a.sin_port),
+            )))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: as above, for sockaddr_in6.
+            let a = unsafe { &*(addr as *const libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            Some(SocketAddr::V6(SocketAddrV6::new(
+                Ipv6Addr::from(a.sin6_addr.s6_addr),
+                u16::from_be(a.sin6_port),
+                a.sin6_flowinfo,
+                a.sin6_scope_id,
+            )))
+        }
+        _ => None,
+    }
+}
+
+/// Encodes `addr` into `out`, returning the length to pass to the kernel.
+fn encode(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+    match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is larger and suitably aligned for sockaddr_in.
+            let s = unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>() };
+            s.sin_family = libc::AF_INET as libc::sa_family_t;
+            s.sin_port = a.port().to_be();
+            s.sin_addr = libc::in_addr { s_addr: u32::from(*a.ip()).to_be() };
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is larger and suitably aligned for sockaddr_in6.
+            let s = unsafe { &mut *(out as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in6>() };
+            s.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            s.sin6_port = a.port().to_be();
+            s.sin6_flowinfo = a.flowinfo();
+            s.sin6_addr = libc::in6_addr { s6_addr: a.ip().octets() };
+            s.sin6_scope_id = a.scope_id();
+            std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t
+        }
+    }
+}
+
+fn zeroed_storage() -> libc::sockaddr_storage {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (AF_UNSPEC) value.
+    unsafe { std::mem::zeroed() }
+}
+
+fn zeroed_hdr() -> libc::mmsghdr {
+    // SAFETY: mmsghdr is plain old data (null pointers, zero lengths); valid when zeroed.
+    unsafe { std::mem::zeroed() }
+}
+
+/// A receive batch: `slots` buffers of `slot_size` bytes, allocated once.
+///
+/// The mmsghdr/iovec arrays point into the boxed buffers, whose heap addresses never change, so
+/// the batch can be moved freely. It is not `Send` (raw pointers) and lives on one core.
+pub struct RecvBatch {
+    slot_size: usize,
+    buffers: Box<[u8]>,
+    iovecs: Box<[libc::iovec]>,
+    addrs: Box<[libc::sockaddr_storage]>,
+    hdrs: Box<[libc::mmsghdr]>,
+    sources: Box<[SocketAddr]>,
+    lens: Box<[usize]>,
+    len: usize,
+}
+
+impl std::fmt::Debug for RecvBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RecvBatch").field("slots", &self.hdrs.len()).field("len", &self.len).finish()
+    }
+}
+
+impl RecvBatch {
+    /// Allocates `slots` receive buffers of `slot_size` bytes each (the only allocation).
+    pub fn new(slots: usize, slot_size: usize) -> Self {
+        let slots = slots.clamp(1, 1024);
+        let mut buffers = vec![0u8; slots * slot_size].into_boxed_slice();
+        let mut addrs = vec![zeroed_storage(); slots].into_boxed_slice();
+        let base = buffers.as_mut_ptr();
+        let iovecs: Box<[libc::iovec]> = (0..slots)
+            .map(|i| libc::iovec {
+                // SAFETY: i * slot_size < slots * slot_size, inside the allocation.
+                iov_base: unsafe { base.add(i * slot_size) }.cast(),
+                iov_len: slot_size,
+            })
+            .collect();
+        let mut hdrs = vec![zeroed_hdr(); slots].into_boxed_slice();
+        for (i, h) in hdrs.iter_mut().enumerate() {
+            h.msg_hdr.msg_iov = (&iovecs[i] as *const libc::iovec).cast_mut();
+            h.msg_hdr.msg_iovlen = 1;
+            h.msg_hdr.msg_name = (&mut addrs[i] as *mut libc::sockaddr_storage).cast();
+        }
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        Self {
+            slot_size,
+            buffers,
+            iovecs,
+            addrs,
+            hdrs,
+            sources: vec![unspecified; slots].into_boxed_slice(),
+            lens: vec![0; slots].into_boxed_slice(),
+            len: 0,
+        }
+    }
+
+    /// Receives up to `slots` datagrams without blocking; `Ok(0)` when none is queued.
+    pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
+        self.len = 0;
+        for h in self.hdrs.iter_mut() {
+            h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+            h.msg_hdr.msg_flags = 0;
+            h.msg_len = 0;
+        }
+        // SAFETY: every header points at a live iovec (into `buffers`) and a live sockaddr_storage
+        // of the length given, all owned by `self` and not otherwise borrowed during the call.
+        let n = unsafe {
+            libc::recvmmsg(
+                fd,
+                self.hdrs.as_mut_ptr(),
+                self.hdrs.len() as libc::c_uint,
+                libc::MSG_DONTWAIT,
+                std::ptr::null_mut(),
+            )
+        };
+        if n < 0 {
+            let e = io::Error::last_os_error();
+            return match e.raw_os_error() {
+                Some(libc::EAGAIN) | Some(libc::EINTR) => Ok(0),
+                _ => Err(e),
+            };
+        }
+        let n = n as usize;
+        let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+        for i in 0..n {
+            self.lens[i] = (self.hdrs[i].msg_len as usize).min(self.slot_size);
+            self.sources[i] = decode(&self.addrs[i]).unwrap_or(unspecified);
+        }
+        self.len = n;
+        let _ = &self.iovecs;
+        Ok(n)
+    }
+
+    /// Datagrams held since the last `recv`.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True when the last `recv` got nothing.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Datagram `i` and its source. Out-of-range `i` yields an empty slice.
+    pub fn get(&self, i: usize) -> (&[u8], SocketAddr) {
+        if i >= self.len {
+            return (&[], SocketAddr::from(([0, 0, 0, 0], 0)));
+        }
+        let start = i * self.slot_size;
+        (&self.buffers[start..start + self.lens[i]], self.sources[i])
+    }
+}
+
+/// What a flush did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendResult {
+    /// Datagrams the kernel accepted.
+    pub sent: usize,
+    /// Their bytes.
+    pub sent_bytes: usize,
+    /// Datagrams refused individually (ECONNREFUSED, EMSGSIZE, ENETUNREACH, …): skipped.
+    pub failed: usize,
+    /// Datagrams dropped because the socket buffer was full (EAGAIN/ENOBUFS): never blocks.
+    pub would_block: usize,
+    /// The last errno seen.
+    pub last_error: Option<i32>,
+}
+
+/// Largest header a send slot copies.
+pub const SEND_HEADER_MAX: usize = 64;
+
+/// A send batch: up to `capacity` datagrams of (copied header, borrowed payload).
+///
+/// Payload pointers are only stored inside a [`SendScope`], which borrows the payloads for its
+/// lifetime and forgets them when dropped, so no dangling pointer can be sent.
+pub struct SendBatch {
+    headers: Box<[[u8; SEND_HEADER_MAX]]>,
+    iovecs: Box<[[libc::iovec; 2]]>,
+    addrs: Box<[libc::sockaddr_storage]>,
+    hdrs: Box<[libc::mmsghdr]>,
+    len: usize,
+}
+
+impl std::fmt::Debug for SendBatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendBatch").field("capacity", &self.hdrs.len()).finish()
+    }
+}
+
+impl SendBatch {
+    /// Allocates room for `capacity` datagrams (at most 1024, the kernel's UIO_MAXIOV).
+    pub fn new(capacity: usize) -> Self {
+        let capacity = capacity.clamp(1, 1024);
+        let empty = libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 };
+        let mut s = Self {
+            headers: vec![[0u8; SEND_HEADER_MAX]; capacity].into_boxed_slice(),
+            iovecs: vec![[empty, empty]; capacity].into_boxed_slice(),
+            addrs: vec![zeroed_storage(); capacity].into_boxed_slice(),
+            hdrs: vec![zeroed_hdr(); capacity].into_boxed_slice(),
+            len: 0,
+        };
+        for i in 0..capacity {
+            s.hdrs[i].msg_hdr.msg_iov = s.iovecs[i].as_mut_ptr();
+            s.hdrs[i].msg_hdr.msg_iovlen = 2;
+            s.hdrs[i].msg_hdr.msg_name = (&mut s.addrs[i] as *mut libc::sockaddr_storage).cast();
+            s.iovecs[i][0].iov_base = s.headers[i].as_mut_ptr().cast();
+        }
+        s
+    }
+
+    /// Opens a scope in which payloads living at least `'p` can be queued.
+    pub fn scope<'p>(&mut self) -> SendScope<'_, 'p> {
+        self.len = 0;
+        SendScope { batch: self, _payloads: std::marker::PhantomData }
+    }
+
+    /// Capacity in datagrams.
+    pub fn capacity(&self) -> usize {
+        self.hdrs.len()
+    }
+}
+
+/// A [`SendBatch`] being filled with payloads borrowed for `'p`.
+pub struct SendScope<'b, 'p> {
+    batch: &'b mut SendBatch,
+    _payloads: std::marker::PhantomData<&'p [u8]>,
+}
+
+impl std::fmt::Debug for SendScope<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SendScope").field("len", &self.batch.len).finish()
+    }
+}
+
+impl<'p> SendScope<'_, 'p> {
+    /// Queues `header` (copied, ≤ 64 bytes) + `payload` (referenced) to `dest`. `false` when full
+    /// or the header is too long.
+    pub fn push(&mut self, dest: SocketAddr, header: &[u8], payload: &'p [u8]) -> bool {
+        let b = &mut *self.batch;
+        let i = b.len;
+        if i >= b.hdrs.len() || header.len() > SEND_HEADER_MAX {
+            return false;
+        }
+        b.headers[i][..header.len()].copy_from_slice(header);
+        b.iovecs[i][0].iov_len = header.len();
+        b.iovecs[i][1] = libc::iovec { iov_base: payload.as_ptr().cast_mut().cast(), iov_len: payload.len() };
+        b.hdrs[i].msg_hdr.msg_namelen = encode(dest, &mut b.addrs[i]);
+        b.hdrs[i].msg_len = 0;
+        b.len = i + 1;
+        true
+    }
+
+    /// Datagrams queued.
+    pub fn len(&self) -> usize {
+        self.batch.len
+    }
+
+    /// True when nothing is queued.
+    pub fn is_empty(&self) -> bool {
+        self.batch.len == 0
+    }
+
+    /// Sends everything queued on `fd` and empties the batch. A datagram the kernel refuses is
+    /// skipped and counted; a full socket buffer drops the rest, counted; never blocks.
+    pub fn flush(&mut self, fd: RawFd) -> SendResult {
+        let b = &mut *self.batch;
+        let mut r = SendResult::default();
+        let mut off = 0usize;
+        while off < b.len {
+            // SAFETY: headers `off..len` point at iovecs holding a header inside `b.headers` and a
+            // payload borrowed for `'p` (alive for this scope), and at encoded addresses in
+            // `b.addrs`; all owned or borrowed by `self` for the duration of the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    b.hdrs.as_mut_ptr().add(off),
+                    (b.len - off) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n > 0 {
+                for h in &b.hdrs[off..off + n as usize] {
+                    r.sent_bytes += h.msg_len as usize;
+                }
+                r.sent += n as usize;
+                off += n as usize;
+                continue;
+            }
+            let errno = io::Error::last_os_error().raw_os_error().unwrap_or(0);
+            r.last_error = Some(errno);
+            match errno {
+                libc::EINTR => {}
+                libc::EAGAIN | libc::ENOBUFS => {
+                    r.would_block += b.len - off;
+                    break;
+                }
+                _ => {
+                    // The first remaining datagram was refused: skip only that one.
+                    r.failed += 1;
+                    off += 1;
+                }
+            }
+        }
+        b.len = 0;
+        r
+    }
+}
+
+impl Drop for SendScope<'_, '_> {
+    fn drop(&mut self) {
+        // Forget borrowed payload pointers: nothing queued outlives the scope.
+        self.batch.len = 0;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
+    use std::time::{Duration, Instant};
+
+    fn bind() -> UdpSocket {
+        let s = UdpSocket::bind("127.0.0.1:0").unwrap();
+        s.set_nonblocking(true).unwrap();
+        s
+    }
+
+    fn recv_all(batch: &mut RecvBatch, sock: &UdpSocket, want: usize) -> Vec<(Vec<u8>, SocketAddr)> {
+        let mut got = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while got.len() < want && Instant::now() < deadline {
+            let n = batch.recv(sock.as_raw_fd()).unwrap();
+            for i in 0..n {
+                let (d, a) = batch.get(i);
+                got.push((d.to_vec(), a));
+            }
+            if n == 0 {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        got
+    }
+
+    #[test]
+    fn batch_round_trip_keeps_sources_and_bytes() {
+        let (a, b) = (bind(), bind());
+        let mut send = SendBatch::new(64);
+        let payloads: Vec<Vec<u8>> = (0..64u8).map(|i| vec![i; 100 + usize::from(i)]).collect();
+        {
+            let mut scope = send.scope();
+            for (i, p) in payloads.iter().enumerate() {
+                assert!(scope.push(b.local_addr().unwrap(), &[0xAB, i as u8], p));
+            }
+            let r = scope.flush(a.as_raw_fd());
+            assert_eq!(r.sent, 64);
+            assert_eq!(r.failed + r.would_block, 0);
+        }
+        let mut recv = RecvBatch::new(16, 2048);
+        let got = recv_all(&mut recv, &b, 64);
+        assert_eq!(got.len(), 64);
+        for (i, (d, src)) in got.iter().enumerate() {
+            assert_eq!(*src, a.local_addr().unwrap());
+            assert_eq!(&d[..2], &[0xAB, i as u8]);
+            assert_eq!(&d[2..], &payloads[i][..]);
+        }
+    }
+
+    #[test]
+    fn empty_socket_returns_zero_without_blocking() {
+        let s = bind();
+        let mut recv = RecvBatch::new(8, 2048);
+        assert_eq!(recv.recv(s.as_raw_fd()).unwrap(), 0);
+        assert!(recv.is_empty());
+        assert_eq!(recv.get(0).0.len(), 0);
+    }
+
+    #[test]
+    fn full_batch_refuses_and_oversized_header_refused() {
+        let s = bind();
+        let mut send = SendBatch::new(2);
+        let mut scope = send.scope();
+        let d = s.local_addr().unwrap();
+        assert!(scope.push(d, &[1], b"x"));
+        assert!(scope.push(d, &[2], b"y"));
+        assert!(!scope.push(d, &[3], b"z"));
+        assert!(!SendBatch::new(1).scope().push(d, &[0; 65], b""));
+    }
+
+    #[test]
+    fn one_refused_datagram_does_not_stop_the_others() {
+        let (a, b) = (bind(), bind());
+        let big = vec![0u8; 70_000];
+        let mut send = SendBatch::new(8);
+        let mut scope = send.scope();
+        assert!(scope.push(b.local_addr().unwrap(), &[1], b"first"));
+        // EMSGSIZE: larger than any UDP datagram.
+        assert!(scope.push(b.local_addr().unwrap(), &[2], &big));
+        assert!(scope.push(b.local_addr().unwrap(), &[3], b"third"));
+        let r = scope.flush(a.as_raw_fd());
+        assert_eq!((r.sent, r.failed), (2, 1));
+        assert_eq!(r.last_error, Some(libc::EMSGSIZE));
+        let mut recv = RecvBatch::new(8, 2048);
+        let got = recv_all(&mut recv, &b, 2);
+        assert_eq!(got.iter().map(|g| g.0[0]).collect::<Vec<_>>(), vec![1, 3]);
+    }
+
+    #[test]
+    fn ipv6_addresses_round_trip() {
+        let Ok(a) = UdpSocket::bind("[::1]:0") else { return };
+        let b = UdpSocket::bind("[::1]:0").unwrap();
+        b.set_nonblocking(true).unwrap();
+        let mut send = SendBatch::new(1);
+        let mut scope = send.scope();
+        scope.push(b.local_addr().unwrap(), &[9], b"v6");
+        assert_eq!(scope.flush(a.as_raw_fd()).sent, 1);
+        let mut recv = RecvBatch::new(1, 2048);
+        let got = recv_all(&mut recv, &b, 1);
+        assert_eq!(got[0].1, a.local_addr().unwrap());
+    }
+}

@@ -1,0 +1,569 @@
+//! The per-core run loop: one glommio `LocalExecutor` per data-plane CPU, pinned, owning its
+//! sockets and its routers (`Shard`).
+//!
+//! Tasks on a core: one per socket (the shared media port and every dedicated transport socket)
+//! and one for the doorbell. A socket task drains its socket with `recvmmsg` until it would block —
+//! forwarding each receive batch and sending every output with `sendmmsg`, grouped by egress
+//! socket — polling the command ring between receive batches; only then does it park on a
+//! readiness wait (a 1-byte `MSG_PEEK` through glommio's io_uring). The doorbell task wakes a
+//! parked core when a batch arrives. Nothing here is shared with other cores but the rings and
+//! the published statistics (stored between batches, never per packet).
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::net::{SocketAddr, UdpSocket};
+use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam::channel::{Receiver, Sender};
+use crossbeam::queue::ArrayQueue;
+use futures_lite::AsyncReadExt;
+use glommio::task::JoinHandle;
+use shardcast_core::command::{BatchReply, CommandBatch, CommandError, ErrorKind, Outcome, SocketId};
+use shardcast_core::drop_reason::DropReason;
+use shardcast_core::shard::{Datagram, Output, OutputSink, PayloadRef, Shard};
+
+use crate::io::{RecvBatch, SendBatch, SendResult};
+use crate::plane::{
+    CoreBatch, CoreEvent, CoreHandle, CoreMessage, CoreOp, CoreStats, DataPlaneConfig, RouterExport,
+};
+use crate::ring::Doorbell;
+use crate::socket::bind_udp;
+
+/// Outputs one receive batch may produce before they are flushed early.
+const OUTPUT_CAPACITY: usize = 8192;
+/// Largest datagram a receive slot holds (bigger ones are truncated and counted malformed).
+const SLOT_SIZE: usize = 2048;
+/// How often a busy core publishes its counters.
+const PUBLISH_EVERY: Duration = Duration::from_millis(50);
+
+/// Outputs of one receive batch; refuses to grow (a full buffer is flushed by the caller).
+struct OutputBuffer {
+    items: Box<heapless::Vec<Output, OUTPUT_CAPACITY>>,
+}
+
+impl OutputSink for OutputBuffer {
+    fn push(&mut self, output: Output) -> bool {
+        self.items.push(output).is_ok()
+    }
+}
+
+struct SocketEntry {
+    fd: RawFd,
+    socket: Rc<glommio::net::UdpSocket>,
+    task: JoinHandle<()>,
+}
+
+/// Everything one core owns. Lives in an `Rc<RefCell<_>>` shared by the core's tasks; a borrow
+/// is never held across an `.await`.
+struct CoreState {
+    index: usize,
+    shard: Shard,
+    ring: Arc<ArrayQueue<CoreBatch>>,
+    doorbell: Arc<Doorbell>,
+    replies: Sender<CoreMessage>,
+    events: Sender<CoreEvent>,
+    stats: Arc<CoreStats>,
+    recv: RecvBatch,
+    outputs: OutputBuffer,
+    send: SendBatch,
+    sockets: HashMap<SocketId, SocketEntry>,
+    origin: Instant,
+    last_publish: Instant,
+    allow_test_hooks: bool,
+    events_dropped: u64,
+    socket_errors: u64,
+    busy_ns: u64,
+    wakeups: u64,
+    batches_applied: u64,
+    apply_ns_total: u64,
+    apply_ns_max: u64,
+    stopping: bool,
+}
+
+type State = Rc<RefCell<CoreState>>;
+
+impl CoreState {
+    /// Applies every batch waiting in the ring, in order, each whole, each with one reply.
+    fn poll_commands(state: &State) {
+        loop {
+            let Some(batch) = state.borrow().ring.pop() else { return };
+            Self::apply_batch(state, batch);
+        }
+    }
+
+    fn apply_batch(state: &State, batch: CoreBatch) {
+        let started = Instant::now();
+        let seq = batch.seq;
+        let mut outcomes = Vec::with_capacity(batch.ops.len());
+        let mut exported = None;
+        let mut rejected = None;
+        // Routing commands are grouped so the shard applies consecutive ones as one all-or-nothing
+        // batch; socket operations between them are applied in order.
+        let mut pending: Vec<shardcast_core::command::Command> = Vec::new();
+        let mut base_index = 0usize;
+        let flush_routes = |state: &State,
+                            pending: &mut Vec<shardcast_core::command::Command>,
+                            outcomes: &mut Vec<Outcome>,
+                            base: usize|
+         -> Option<(usize, CommandError)> {
+            if pending.is_empty() {
+                return None;
+            }
+            let cb = CommandBatch { seq, commands: std::mem::take(pending) };
+            match state.borrow_mut().shard.apply_batch(&cb) {
+                BatchReply::Applied { outcomes: o, .. } => {
+                    outcomes.extend(o);
+                    None
+                }
+                BatchReply::Rejected { index, error, .. } => Some((base + index, error)),
+            }
+        };
+        for (i, op) in batch.ops.into_iter().enumerate() {
+            if rejected.is_some() {
+                break;
+            }
+            match op {
+                CoreOp::Route(c) => {
+                    if pending.is_empty() {
+                        base_index = i;
+                    }
+                    pending.push(c);
+                }
+                other => {
+                    rejected = flush_routes(state, &mut pending, &mut outcomes, base_index);
+                    if rejected.is_some() {
+                        break;
+                    }
+                    match Self::apply_op(state, other) {
+                        Ok((o, e)) => {
+                            outcomes.push(o);
+                            if e.is_some() {
+                                exported = e;
+                            }
+                        }
+                        Err(err) => rejected = Some((i, err)),
+                    }
+                }
+            }
+        }
+        if rejected.is_none() {
+            rejected = flush_routes(state, &mut pending, &mut outcomes, base_index);
+        }
+        let reply = match rejected {
+            None => BatchReply::Applied { seq, outcomes },
+            Some((index, error)) => BatchReply::Rejected { seq, index, error },
+        };
+        let apply_ns = started.elapsed().as_nanos() as u64;
+        let mut st = state.borrow_mut();
+        st.batches_applied += 1;
+        st.apply_ns_total += apply_ns;
+        st.apply_ns_max = st.apply_ns_max.max(apply_ns);
+        let core = st.index;
+        // The reply channel is sized for every batch the ring can hold; a send can only fail if
+        // the control plane is gone, and then there is nobody to answer.
+        let _ = st.replies.try_send(CoreMessage::Reply { core, reply, exported, apply_ns });
+        st.publish();
+    }
+
+    fn apply_op(state: &State, op: CoreOp) -> Result<(Outcome, Option<RouterExport>), CommandError> {
+        match op {
+            CoreOp::Route(_) => Ok((Outcome::Applied, None)),
+            CoreOp::AttachSocket { id, socket } => {
+                if id.is_shared() || state.borrow().sockets.contains_key(&id) {
+                    return Err(CommandError {
+                        kind: ErrorKind::InvalidState,
+                        message: "socket id already attached",
+                    });
+                }
+                attach_socket(state, id, socket);
+                Ok((Outcome::Applied, None))
+            }
+            CoreOp::DetachSocket { id } => {
+                if id.is_shared() {
+                    return Err(CommandError {
+                        kind: ErrorKind::InvalidArgument,
+                        message: "the shared port cannot be detached",
+                    });
+                }
+                let entry = state.borrow_mut().sockets.remove(&id);
+                match entry {
+                    Some(e) => {
+                        e.task.cancel();
+                        Ok((Outcome::Applied, None))
+                    }
+                    None => Ok((Outcome::NotFound, None)),
+                }
+            }
+            CoreOp::Stall(d) => {
+                if !state.borrow().allow_test_hooks {
+                    return Err(CommandError {
+                        kind: ErrorKind::InvalidArgument,
+                        message: "test hooks are disabled",
+                    });
+                }
+                std::thread::sleep(d);
+                Ok((Outcome::Applied, None))
+            }
+            CoreOp::ExportRouter { router } => {
+                let Some(r) = state.borrow_mut().shard.take_router(router) else {
+                    return Ok((Outcome::NotFound, None));
+                };
+                let mut sockets = Vec::new();
+                let ids: Vec<SocketId> =
+                    r.transports().map(|(_, t)| t.socket()).filter(|s| !s.is_shared()).collect();
+                for id in ids {
+                    let entry = state.borrow_mut().sockets.remove(&id);
+                    if let Some(e) = entry {
+                        e.task.cancel();
+                        // The task held the only other `Rc`; once cancelled it is dropped on the
+                        // next executor turn, so hand over a duplicate of the descriptor: the
+                        // kernel socket (and the datagrams queued on it) stays the same.
+                        match dup_socket(e.fd) {
+                            Ok(s) => sockets.push((id, s)),
+                            Err(_) => state.borrow_mut().socket_errors += 1,
+                        }
+                        drop(e.socket);
+                    }
+                }
+                Ok((Outcome::Applied, Some(RouterExport { router: r, sockets })))
+            }
+            CoreOp::ImportRouter { router, export } => {
+                state.borrow_mut().shard.insert_router(router, export.router)?;
+                for (id, socket) in export.sockets {
+                    attach_socket(state, id, socket);
+                }
+                Ok((Outcome::Applied, None))
+            }
+        }
+    }
+
+    /// Receives one batch from `fd`, forwards it and sends the outputs. Returns the datagrams read.
+    fn receive_and_forward(&mut self, socket: SocketId, fd: RawFd) -> std::io::Result<usize> {
+        let started = Instant::now();
+        let n = self.recv.recv(fd)?;
+        if n == 0 {
+            return Ok(0);
+        }
+        let now_us = started.duration_since(self.origin).as_micros() as u64;
+        self.outputs.items.clear();
+        for i in 0..n {
+            let (data, source) = self.recv.get(i);
+            if self.outputs.items.len() + 1024 > OUTPUT_CAPACITY {
+                Self::send_outputs(
+                    &mut self.shard,
+                    &mut self.send,
+                    &self.recv,
+                    &mut self.outputs,
+                    &self.sockets,
+                );
+            }
+            self.shard.forward(i as u32, &Datagram { socket, source, data }, now_us, &mut self.outputs);
+        }
+        Self::send_outputs(&mut self.shard, &mut self.send, &self.recv, &mut self.outputs, &self.sockets);
+        while let Some(event) = self.shard.pop_event() {
+            if self.events.try_send(CoreEvent { core: self.index, event }).is_err() {
+                self.events_dropped += 1;
+            }
+        }
+        self.busy_ns += started.elapsed().as_nanos() as u64;
+        if started.duration_since(self.last_publish) >= PUBLISH_EVERY {
+            self.publish();
+        }
+        Ok(n)
+    }
+
+    /// Sends every buffered output, one `sendmmsg` run per egress socket, in output order per
+    /// socket (so each destination sees packets in forwarding order).
+    fn send_outputs(
+        shard: &mut Shard,
+        send: &mut SendBatch,
+        recv: &RecvBatch,
+        outputs: &mut OutputBuffer,
+        sockets: &HashMap<SocketId, SocketEntry>,
+    ) {
+        let items = &outputs.items;
+        let mut done = 0usize;
+        let mut cursor = 0usize;
+        while done < items.len() {
+            // The next socket not yet sent is that of the first unsent output.
+            while cursor < items.len() && items[..cursor].iter().any(|o| o.socket == items[cursor].socket) {
+                cursor += 1;
+            }
+            let Some(first) = items.get(cursor) else { break };
+            let socket = first.socket;
+            cursor += 1;
+            let fd = sockets.get(&socket).map(|e| e.fd);
+            let counters = shard.counters_mut();
+            let mut scope = send.scope();
+            for o in items.iter().filter(|o| o.socket == socket) {
+                done += 1;
+                let Some(fd) = fd else {
+                    counters.drop(DropReason::SendError);
+                    continue;
+                };
+                let payload: &[u8] = match o.payload {
+                    PayloadRef::None => &[],
+                    PayloadRef::Datagram { index, offset } => {
+                        recv.get(index as usize).0.get(usize::from(offset)..).unwrap_or(&[])
+                    }
+                };
+                if !scope.push(o.dest, o.header(), payload) {
+                    Self::count_send(counters, scope.flush(fd));
+                    if !scope.push(o.dest, o.header(), payload) {
+                        counters.drop(DropReason::OutputFull);
+                    }
+                }
+            }
+            if let Some(fd) = fd {
+                if !scope.is_empty() {
+                    Self::count_send(counters, scope.flush(fd));
+                }
+            }
+        }
+        outputs.items.clear();
+    }
+
+    fn count_send(counters: &mut shardcast_core::drop_reason::Counters, r: SendResult) {
+        counters.packets_out += r.sent as u64;
+        counters.bytes_out += r.sent_bytes as u64;
+        counters.drops[DropReason::SendError as usize] += r.failed as u64;
+        counters.drops[DropReason::SendWouldBlock as usize] += r.would_block as u64;
+    }
+
+    fn publish(&mut self) {
+        self.last_publish = Instant::now();
+        let s = &self.stats;
+        s.publish(self.shard.counters());
+        let r = Ordering::Relaxed;
+        s.batches_applied.store(self.batches_applied, r);
+        s.apply_ns_total.store(self.apply_ns_total, r);
+        s.apply_ns_max.store(self.apply_ns_max, r);
+        s.busy_ns.store(self.busy_ns, r);
+        s.wakeups.store(self.wakeups, r);
+        s.events_dropped.store(self.events_dropped + self.shard.events_dropped(), r);
+        s.socket_errors.store(self.socket_errors, r);
+        s.routers.store(self.shard.routers().count() as u64, r);
+    }
+}
+
+fn dup_socket(fd: RawFd) -> std::io::Result<UdpSocket> {
+    // `try_clone` on a borrowed std socket duplicates the descriptor (F_DUPFD_CLOEXEC) without
+    // taking ownership of the original.
+    // SAFETY: `fd` is open and owned by the `glommio::net::UdpSocket` still alive in the caller;
+    // `ManuallyDrop` makes sure this temporary view never closes it.
+    let borrowed = std::mem::ManuallyDrop::new(unsafe { UdpSocket::from_raw_fd(fd) });
+    borrowed.try_clone()
+}
+
+fn attach_socket(state: &State, id: SocketId, socket: UdpSocket) {
+    let fd = socket.into_raw_fd();
+    // SAFETY: `fd` was just released by `into_raw_fd`, so the glommio socket is its only owner.
+    let glommio_socket = Rc::new(unsafe { glommio::net::UdpSocket::from_raw_fd(fd) });
+    let task = glommio::spawn_local(socket_task(state.clone(), id, glommio_socket.clone())).detach();
+    state.borrow_mut().sockets.insert(id, SocketEntry { fd, socket: glommio_socket, task });
+}
+
+async fn socket_task(state: State, id: SocketId, socket: Rc<glommio::net::UdpSocket>) {
+    let fd = socket.as_raw_fd();
+    let mut peek = [0u8; 1];
+    loop {
+        // Drain: receive batches until the socket would block, applying commands in between.
+        loop {
+            CoreState::poll_commands(&state);
+            let result = state.borrow_mut().receive_and_forward(id, fd);
+            match result {
+                Ok(0) => break,
+                Ok(_) => glommio::yield_if_needed().await,
+                Err(_) => {
+                    // Pending ICMP errors surface here once each; counted, never fatal.
+                    state.borrow_mut().socket_errors += 1;
+                }
+            }
+            if state.borrow().stopping {
+                return;
+            }
+        }
+        state.borrow_mut().publish();
+        // Park until the socket is readable.
+        if socket.peek_from(&mut peek).await.is_err() {
+            state.borrow_mut().socket_errors += 1;
+        }
+        state.borrow_mut().wakeups += 1;
+    }
+}
+
+async fn doorbell_task(state: State, rx: std::os::unix::net::UnixStream, stop: Arc<AtomicBool>) {
+    // SAFETY: the descriptor is released by `into_raw_fd` and owned by the glommio stream alone.
+    let mut rx = unsafe { glommio::net::UnixStream::from_raw_fd(rx.into_raw_fd()) };
+    let mut buf = [0u8; 64];
+    loop {
+        let doorbell = state.borrow().doorbell.clone();
+        doorbell.rearm();
+        CoreState::poll_commands(&state);
+        if stop.load(Ordering::Acquire) {
+            state.borrow_mut().stopping = true;
+            return;
+        }
+        match rx.read(&mut buf).await {
+            Ok(0) => return,
+            Ok(_) => state.borrow_mut().wakeups += 1,
+            Err(_) => glommio::timer::sleep(Duration::from_millis(1)).await,
+        }
+    }
+}
+
+/// The running data plane: one pinned executor thread per core.
+#[derive(Debug)]
+pub struct DataPlane {
+    cores: Vec<CoreHandle>,
+    replies: Receiver<CoreMessage>,
+    events: Receiver<CoreEvent>,
+    shared_addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    threads: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl DataPlane {
+    /// Binds the shared port on every core and starts the cores; returns once each is running.
+    pub fn start(config: DataPlaneConfig) -> std::io::Result<DataPlane> {
+        let n = config.cpus.len().max(1);
+        let mut opts = config.socket_options.clone();
+        opts.reuse_port = true;
+        let (first, _) = bind_udp(config.shared_addr, &opts)?;
+        let shared_addr = first.local_addr()?;
+        let mut shared = vec![first];
+        for _ in 1..n {
+            shared.push(bind_udp(shared_addr, &opts)?.0);
+        }
+        let (reply_tx, replies) = crossbeam::channel::bounded(n * (config.ring_capacity + 1));
+        let (event_tx, events) = crossbeam::channel::bounded(config.event_capacity.max(1));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (ready_tx, ready_rx) = crossbeam::channel::bounded::<Result<(), String>>(n);
+        let mut cores = Vec::with_capacity(n);
+        let mut threads = Vec::with_capacity(n);
+        for (index, shared_socket) in shared.into_iter().enumerate() {
+            let cpu = config.cpus.get(index).copied().flatten();
+            let ring = Arc::new(ArrayQueue::new(config.ring_capacity.max(1)));
+            let (doorbell, doorbell_rx) = Doorbell::pair()?;
+            let doorbell = Arc::new(doorbell);
+            let stats = Arc::new(CoreStats::default());
+            cores.push(CoreHandle {
+                index,
+                cpu,
+                ring: ring.clone(),
+                doorbell: doorbell.clone(),
+                stats: stats.clone(),
+            });
+            let placement = match cpu {
+                Some(c) => glommio::Placement::Fixed(c),
+                None => glommio::Placement::Unbound,
+            };
+            let replies = reply_tx.clone();
+            let events = event_tx.clone();
+            let stop = stop.clone();
+            let ready = ready_tx.clone();
+            let recv_batch = config.recv_batch.max(1);
+            let allow_test_hooks = config.allow_test_hooks;
+            let handle = glommio::LocalExecutorBuilder::new(placement)
+                .name(&format!("shardcast-core-{index}"))
+                .io_memory(1 << 20)
+                .spawn(move || async move {
+                    let now = Instant::now();
+                    let state = Rc::new(RefCell::new(CoreState {
+                        index,
+                        shard: Shard::new(),
+                        ring,
+                        doorbell,
+                        replies,
+                        events,
+                        stats,
+                        recv: RecvBatch::new(recv_batch, SLOT_SIZE),
+                        outputs: OutputBuffer { items: Box::default() },
+                        send: SendBatch::new(1024),
+                        sockets: HashMap::new(),
+                        origin: now,
+                        last_publish: now,
+                        allow_test_hooks,
+                        events_dropped: 0,
+                        socket_errors: 0,
+                        busy_ns: 0,
+                        wakeups: 0,
+                        batches_applied: 0,
+                        apply_ns_total: 0,
+                        apply_ns_max: 0,
+                        stopping: false,
+                    }));
+                    attach_socket(&state, SocketId::SHARED, shared_socket);
+                    let _ = ready.send(Ok(()));
+                    doorbell_task(state.clone(), doorbell_rx, stop).await;
+                    let entries: Vec<SocketEntry> =
+                        state.borrow_mut().sockets.drain().map(|(_, e)| e).collect();
+                    for e in entries {
+                        e.task.cancel();
+                    }
+                })
+                .map_err(|e| std::io::Error::other(format!("core {index}: cannot start executor: {e}")))?;
+            threads.push(handle);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        for _ in 0..n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match ready_rx.recv_timeout(left) {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => return Err(std::io::Error::other(e)),
+                Err(_) => return Err(std::io::Error::other("a core did not start within 10 s")),
+            }
+        }
+        Ok(DataPlane { cores, replies, events, shared_addr, stop, threads })
+    }
+
+    pub fn cores(&self) -> &[CoreHandle] {
+        &self.cores
+    }
+    pub fn shared_addr(&self) -> SocketAddr {
+        self.shared_addr
+    }
+    /// One reply per submitted batch, from every core.
+    pub fn replies(&self) -> &Receiver<CoreMessage> {
+        &self.replies
+    }
+    /// Events from every core (leaky: a full channel drops, counted per core).
+    pub fn events(&self) -> &Receiver<CoreEvent> {
+        &self.events
+    }
+
+    /// Stops every core; `Err` lists the cores that did not stop before the deadline (their
+    /// threads are left behind, never waited on forever).
+    pub fn shutdown(self, deadline: Duration) -> Result<(), Vec<usize>> {
+        self.stop.store(true, Ordering::Release);
+        for c in &self.cores {
+            c.doorbell.ring();
+        }
+        let until = Instant::now() + deadline;
+        let (done_tx, done_rx) = crossbeam::channel::bounded(self.threads.len());
+        for (i, t) in self.threads.into_iter().enumerate() {
+            let done_tx = done_tx.clone();
+            std::thread::spawn(move || {
+                let _ = t.join();
+                let _ = done_tx.send(i);
+            });
+        }
+        let mut stopped = vec![false; self.cores.len()];
+        for _ in 0..self.cores.len() {
+            match done_rx.recv_timeout(until.saturating_duration_since(Instant::now())) {
+                Ok(i) => stopped[i] = true,
+                Err(_) => break,
+            }
+        }
+        let stuck: Vec<usize> = stopped.iter().enumerate().filter(|(_, s)| !**s).map(|(i, _)| i).collect();
+        if stuck.is_empty() {
+            Ok(())
+        } else {
+            Err(stuck)
+        }
+    }
+}
