@@ -116,6 +116,23 @@ pub enum Command {
         router: RouterId,
         consumer: ConsumerId,
     },
+    /// Shared-port steering, sent to every core *but* the owner: datagrams on the shared port
+    /// that match `key` belong to `router` on core `core` and are carried there through the
+    /// inter-core ring. `core: None` removes the entry.
+    SetSteering {
+        router: RouterId,
+        key: SteerKey,
+        core: Option<u16>,
+    },
+}
+
+/// What identifies a shared-port flow before its transport is known on this core.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SteerKey {
+    /// The remote address of a connected (or latched) transport.
+    Remote(SocketAddr),
+    /// An SSRC of a producer on a comedia transport waiting to latch.
+    Ssrc(Ssrc),
 }
 
 impl Command {
@@ -134,7 +151,8 @@ impl Command {
             | Command::CreateConsumer { router, .. }
             | Command::CloseConsumer { router, .. }
             | Command::PauseConsumer { router, .. }
-            | Command::ResumeConsumer { router, .. } => *router,
+            | Command::ResumeConsumer { router, .. }
+            | Command::SetSteering { router, .. } => *router,
         }
     }
 }

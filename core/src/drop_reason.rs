@@ -28,6 +28,8 @@ pub enum DropReason {
     NoConsumers,
     /// An RTCP packet type shardcast does not act on.
     RtcpIgnored,
+    /// The core-to-core ring to the packet's owner core was full.
+    RingFull,
     // Egress: one copy for one consumer.
     /// The consumer is paused (or its producer is).
     ConsumerPaused,
@@ -41,8 +43,6 @@ pub enum DropReason {
     SendError,
     /// The socket's send buffer was full; leaky, never blocks.
     SendWouldBlock,
-    /// A core-to-core ring was full.
-    RingFull,
     /// PLI/FIR suppressed by the per-producer throttle.
     KeyframeRequestThrottled,
     /// A NACKed packet no longer in (or never in) the retransmission buffer.
@@ -62,13 +62,13 @@ impl DropReason {
         DropReason::ProducerPaused,
         DropReason::NoConsumers,
         DropReason::RtcpIgnored,
+        DropReason::RingFull,
         DropReason::ConsumerPaused,
         DropReason::ConsumerNotConnected,
         DropReason::StaleSequence,
         DropReason::OutputFull,
         DropReason::SendError,
         DropReason::SendWouldBlock,
-        DropReason::RingFull,
         DropReason::KeyframeRequestThrottled,
         DropReason::RetransmissionMissing,
     ];
@@ -118,6 +118,10 @@ pub struct Counters {
     pub routed: u64,
     /// RTCP packets consumed by shardcast (receiver reports, feedback acted on).
     pub rtcp_terminated: u64,
+    /// Packets that arrived here for a router another core owns and were carried to it.
+    pub hopped_out: u64,
+    /// Packets carried here from another core (also counted in `packets_in`).
+    pub hopped_in: u64,
     /// Copies handed to the kernel (RTP, RTCP and retransmissions).
     pub packets_out: u64,
     /// Bytes handed to the kernel.
@@ -149,12 +153,30 @@ impl Counters {
         DropReason::ALL.iter().filter(|r| r.is_egress()).map(|r| self.drops_of(*r)).sum()
     }
 
+    /// Conservation on one core: every datagram received was routed, terminated (RTCP),
+    /// carried to its owner core, or dropped under a named reason.
+    pub fn ingress_balanced(&self) -> bool {
+        self.packets_in == self.routed + self.rtcp_terminated + self.hopped_out + self.ingress_drops()
+    }
+
+    /// Conservation of copies: every output was handed to the kernel or dropped under a reason.
+    pub fn egress_balanced(&self) -> bool {
+        self.outputs == self.packets_out + self.egress_drops_after_output()
+    }
+
+    /// Egress drops that happen after an output was produced (send failures).
+    pub fn egress_drops_after_output(&self) -> u64 {
+        self.drops_of(DropReason::SendError) + self.drops_of(DropReason::SendWouldBlock)
+    }
+
     /// Adds another set of counters into this one.
     pub fn add(&mut self, other: &Counters) {
         self.packets_in += other.packets_in;
         self.bytes_in += other.bytes_in;
         self.routed += other.routed;
         self.rtcp_terminated += other.rtcp_terminated;
+        self.hopped_out += other.hopped_out;
+        self.hopped_in += other.hopped_in;
         self.packets_out += other.packets_out;
         self.bytes_out += other.bytes_out;
         self.outputs += other.outputs;

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::command::{BatchReply, Command, CommandBatch, CommandError, Event, Outcome, SocketId};
+use crate::command::{BatchReply, Command, CommandBatch, CommandError, Event, Outcome, SocketId, SteerKey};
 use crate::drop_reason::{Counters, DropReason};
 use crate::ids::{RouterId, Ssrc, TransportId};
 use crate::queue::{LeakyQueue, Overflow};
@@ -82,8 +82,19 @@ pub struct Shard {
     by_remote: HashMap<SocketAddr, TransportKey>,
     /// Shared-port comedia transports waiting to latch, by the SSRCs of their producers.
     by_comedia_ssrc: HashMap<Ssrc, TransportKey>,
+    /// Shared-port flows owned by routers on other cores: where to carry them.
+    steering: HashMap<SteerKey, (RouterId, u16)>,
     events: LeakyQueue<Event, EVENT_QUEUE_LEN>,
     counters: Counters,
+}
+
+/// What [`Shard::forward`] decided about a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Forwarded, terminated or dropped (counted) here.
+    Done,
+    /// It belongs to a router on core `core`: carry it there unchanged.
+    Hop { core: u16 },
 }
 
 impl Default for Shard {
@@ -99,6 +110,7 @@ impl Shard {
             by_socket: HashMap::new(),
             by_remote: HashMap::new(),
             by_comedia_ssrc: HashMap::new(),
+            steering: HashMap::new(),
             events: LeakyQueue::new(Overflow::DropOldest),
             counters: Counters::default(),
         }
@@ -154,6 +166,16 @@ impl Shard {
             self.unindex_router(*router, &r);
             return Ok(Outcome::Applied);
         }
+        if let Command::SetSteering { router, key, core } = command {
+            let found = match core {
+                Some(c) => {
+                    self.steering.insert(*key, (*router, *c));
+                    true
+                }
+                None => self.steering.remove(key).is_some(),
+            };
+            return Ok(outcome(found));
+        }
         let Some(mut router) = self.routers.remove(&rid) else { return Ok(Outcome::NotFound) };
         let result = self.apply_to_router(rid, &mut router, command).map(outcome);
         self.routers.insert(rid, router);
@@ -167,7 +189,9 @@ impl Shard {
         command: &Command,
     ) -> Result<bool, CommandError> {
         match command {
-            Command::CreateRouter { .. } | Command::CloseRouter { .. } => Ok(true),
+            Command::CreateRouter { .. } | Command::CloseRouter { .. } | Command::SetSteering { .. } => {
+                Ok(true)
+            }
             Command::CreatePlainTransport { transport, options, .. } => {
                 if !options.socket.is_shared() && self.by_socket.contains_key(&options.socket) {
                     return Err(CommandError::state("socket already used by another transport"));
@@ -293,7 +317,13 @@ impl Shard {
     }
 
     /// Forwards one datagram: outputs go to `out`, everything else is counted.
-    pub fn forward(&mut self, index: u32, dgram: &Datagram<'_>, now_us: u64, out: &mut impl OutputSink) {
+    pub fn forward(
+        &mut self,
+        index: u32,
+        dgram: &Datagram<'_>,
+        now_us: u64,
+        out: &mut impl OutputSink,
+    ) -> Verdict {
         self.counters.packets_in += 1;
         self.counters.bytes_in += dgram.data.len() as u64;
         let data = dgram.data;
@@ -302,18 +332,57 @@ impl Shard {
         match (data.first(), data.get(1)) {
             (Some(b0), Some(b1)) if (128..=191).contains(b0) => {
                 if (64..=95).contains(&(b1 & 0x7f)) {
-                    self.forward_rtcp(dgram);
+                    self.forward_rtcp(dgram)
                 } else {
-                    self.forward_rtp(index, dgram, now_us, out);
+                    self.forward_rtp(index, dgram, now_us, out)
                 }
             }
-            _ => self.counters.drop(DropReason::NotRtp),
+            _ => {
+                self.counters.drop(DropReason::NotRtp);
+                Verdict::Done
+            }
         }
     }
 
-    fn forward_rtp(&mut self, index: u32, dgram: &Datagram<'_>, now_us: u64, out: &mut impl OutputSink) {
+    /// A shared-port datagram nobody here owns: does another core own it?
+    fn steer(&mut self, dgram: &Datagram<'_>, ssrc: Option<Ssrc>) -> Option<Verdict> {
+        if !dgram.socket.is_shared() || self.steering.is_empty() {
+            return None;
+        }
+        let hit = self
+            .steering
+            .get(&SteerKey::Remote(dgram.source))
+            .or_else(|| ssrc.and_then(|s| self.steering.get(&SteerKey::Ssrc(s))));
+        let (_, core) = hit?;
+        self.counters.hopped_out += 1;
+        Some(Verdict::Hop { core: *core })
+    }
+
+    /// Counts a datagram carried here from another core (after it was counted there as hopped).
+    pub fn count_hopped_in(&mut self) {
+        self.counters.hopped_in += 1;
+    }
+
+    fn forward_rtp(
+        &mut self,
+        index: u32,
+        dgram: &Datagram<'_>,
+        now_us: u64,
+        out: &mut impl OutputSink,
+    ) -> Verdict {
+        self.route_rtp(index, dgram, now_us, out).unwrap_or(Verdict::Done)
+    }
+
+    /// `None` when the packet was dropped (and counted).
+    fn route_rtp(
+        &mut self,
+        index: u32,
+        dgram: &Datagram<'_>,
+        now_us: u64,
+        out: &mut impl OutputSink,
+    ) -> Option<Verdict> {
         let Ok(packet) = RtpPacket::new_checked(dgram.data) else {
-            return self.counters.drop(DropReason::Malformed);
+            return self.drop(DropReason::Malformed);
         };
         let ssrc = packet.ssrc();
         let key = if dgram.socket.is_shared() {
@@ -325,32 +394,37 @@ impl Shard {
             self.by_socket.get(&dgram.socket).copied()
         };
         let Some((rid, tid)) = key else {
-            return self.counters.drop(DropReason::UnknownTransport);
+            if let Some(v) = self.steer(dgram, Some(ssrc)) {
+                return Some(v);
+            }
+            return self.drop(DropReason::UnknownTransport);
         };
         let Some(router) = self.routers.get_mut(&rid) else {
-            return self.counters.drop(DropReason::UnknownTransport);
+            return self.drop(DropReason::UnknownTransport);
         };
         let Router { transports, producers, consumers } = router;
         let Some(transport) = transports.get_mut(&tid) else {
-            return self.counters.drop(DropReason::UnknownTransport);
+            return self.drop(DropReason::UnknownTransport);
         };
         let Some(pid) = transport.producers_by_ssrc.get(&ssrc).copied() else {
             // Also covers comedia: an unknown SSRC never latches a transport.
-            return self.counters.drop(if transport.remote == Remote::Unset {
+            let reason = if transport.remote == Remote::Unset {
                 DropReason::NotConnected
             } else {
                 DropReason::UnknownSsrc
-            });
+            };
+            self.counters.drop(reason);
+            return None;
         };
         match transport.remote {
             Remote::Known(addr) if addr == dgram.source => {}
-            Remote::Known(_) => return self.counters.drop(DropReason::SourceMismatch),
-            Remote::Unset => return self.counters.drop(DropReason::NotConnected),
+            Remote::Known(_) => return self.drop(DropReason::SourceMismatch),
+            Remote::Unset => return self.drop(DropReason::NotConnected),
             Remote::Comedia => {
                 // Latch once, on a valid packet of one of this transport's producers; the
                 // address can never change afterwards (no re-latching: RTP Bleed).
                 if dgram.socket.is_shared() && self.by_remote.contains_key(&dgram.source) {
-                    return self.counters.drop(DropReason::SourceMismatch);
+                    return self.drop(DropReason::SourceMismatch);
                 }
                 Self::unindex_transport_in(
                     &mut self.by_socket,
@@ -375,20 +449,20 @@ impl Shard {
             }
         }
         let Some(producer) = producers.get_mut(&pid) else {
-            return self.counters.drop(DropReason::UnknownSsrc);
+            return self.drop(DropReason::UnknownSsrc);
         };
         if packet.payload_type() != producer.options.payload_type {
-            return self.counters.drop(DropReason::UnknownPayloadType);
+            return self.drop(DropReason::UnknownPayloadType);
         }
         producer.stats.packets += 1;
         producer.stats.bytes += dgram.data.len() as u64;
         producer.stats.last_seq = packet.sequence_number().0;
         producer.stats.last_timestamp = packet.timestamp();
         if producer.paused {
-            return self.counters.drop(DropReason::ProducerPaused);
+            return self.drop(DropReason::ProducerPaused);
         }
         if producer.consumers.is_empty() {
-            return self.counters.drop(DropReason::NoConsumers);
+            return self.drop(DropReason::NoConsumers);
         }
         self.counters.routed += 1;
         let clock_rate = producer.options.clock_rate;
@@ -433,10 +507,19 @@ impl Shard {
                 self.counters.drop(DropReason::OutputFull);
             }
         }
+        Some(Verdict::Done)
     }
 
-    fn forward_rtcp(&mut self, _dgram: &Datagram<'_>) {
+    fn forward_rtcp(&mut self, dgram: &Datagram<'_>) -> Verdict {
         self.counters.drop(DropReason::RtcpIgnored);
+        let _ = dgram;
+        Verdict::Done
+    }
+
+    /// Counts a drop; `None` so callers can `return self.drop(..)`.
+    fn drop(&mut self, reason: DropReason) -> Option<Verdict> {
+        self.counters.drop(reason);
+        None
     }
 
     fn index_router(&mut self, id: RouterId, router: &Router) {

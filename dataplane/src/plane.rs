@@ -27,6 +27,8 @@ pub struct DataPlaneConfig {
     pub ring_capacity: usize,
     /// Datagrams received per `recvmmsg`.
     pub recv_batch: usize,
+    /// Capacity of each core's inbound inter-core packet ring (leaky: full drops, counted).
+    pub hop_capacity: usize,
     /// Capacity of the core → control event channel (leaky).
     pub event_capacity: usize,
     /// Accept `CoreOp::Stall` (tests only).
@@ -41,6 +43,7 @@ impl Default for DataPlaneConfig {
             socket_options: SocketOptions::default(),
             ring_capacity: 256,
             recv_batch: 64,
+            hop_capacity: 1024,
             event_capacity: 4096,
             allow_test_hooks: false,
         }
@@ -103,6 +106,7 @@ pub struct CoreStats {
     pub(crate) busy_ns: AtomicU64,
     pub(crate) wakeups: AtomicU64,
     pub(crate) hops: AtomicU64,
+    pub(crate) hopped_in: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) socket_errors: AtomicU64,
     pub(crate) routers: AtomicU64,
@@ -137,6 +141,8 @@ impl CoreStats {
         self.routed.store(c.routed, r);
         self.outputs.store(c.outputs, r);
         self.rtcp_terminated.store(c.rtcp_terminated, r);
+        self.hops.store(c.hopped_out, r);
+        self.hopped_in.store(c.hopped_in, r);
         for (a, v) in self.drops.iter().zip(c.drops.iter()) {
             a.store(*v, r);
         }
@@ -152,6 +158,8 @@ impl CoreStats {
             packets_out: self.packets_out.load(r),
             bytes_out: self.bytes_out.load(r),
             outputs: self.outputs.load(r),
+            hopped_out: self.hops.load(r),
+            hopped_in: self.hopped_in.load(r),
             drops: [0; DropReason::COUNT],
         };
         for (v, a) in counters.drops.iter_mut().zip(self.drops.iter()) {
@@ -173,12 +181,25 @@ impl CoreStats {
     }
 }
 
+/// Largest datagram carried between cores.
+pub const HOP_MTU: usize = 2048;
+
+/// A shared-port datagram that arrived on a core that does not own its router, copied into a
+/// fixed-size slot of the owner's inbound ring (the ring's storage is allocated once).
+#[derive(Debug, Clone)]
+pub struct HopPacket {
+    pub source: SocketAddr,
+    pub len: u16,
+    pub data: [u8; HOP_MTU],
+}
+
 /// The control plane's handle on one core.
 #[derive(Debug, Clone)]
 pub struct CoreHandle {
     pub(crate) index: usize,
     pub(crate) cpu: Option<usize>,
     pub(crate) ring: Arc<ArrayQueue<CoreBatch>>,
+    pub(crate) hops: Arc<ArrayQueue<HopPacket>>,
     pub(crate) doorbell: Arc<crate::ring::Doorbell>,
     pub(crate) stats: Arc<CoreStats>,
 }

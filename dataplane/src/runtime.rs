@@ -24,11 +24,12 @@ use futures_lite::AsyncReadExt;
 use glommio::task::JoinHandle;
 use shardcast_core::command::{BatchReply, CommandBatch, CommandError, ErrorKind, Outcome, SocketId};
 use shardcast_core::drop_reason::DropReason;
-use shardcast_core::shard::{Datagram, Output, OutputSink, PayloadRef, Shard};
+use shardcast_core::shard::{Datagram, Output, OutputSink, PayloadRef, Shard, Verdict};
 
 use crate::io::{RecvBatch, SendBatch, SendResult};
 use crate::plane::{
-    CoreBatch, CoreEvent, CoreHandle, CoreMessage, CoreOp, CoreStats, DataPlaneConfig, RouterExport,
+    CoreBatch, CoreEvent, CoreHandle, CoreMessage, CoreOp, CoreStats, DataPlaneConfig, HopPacket,
+    RouterExport, HOP_MTU,
 };
 use crate::ring::Doorbell;
 use crate::socket::bind_udp;
@@ -51,6 +52,29 @@ impl OutputSink for OutputBuffer {
     }
 }
 
+/// Where the payload an output references lives.
+trait Datagrams {
+    fn datagram(&self, index: u32) -> &[u8];
+}
+
+impl Datagrams for RecvBatch {
+    fn datagram(&self, index: u32) -> &[u8] {
+        self.get(index as usize).0
+    }
+}
+
+impl Datagrams for HopPacket {
+    fn datagram(&self, _index: u32) -> &[u8] {
+        &self.data[..usize::from(self.len).min(HOP_MTU)]
+    }
+}
+
+/// Another core's inbound packet ring and doorbell.
+struct Peer {
+    hops: Arc<ArrayQueue<HopPacket>>,
+    doorbell: Arc<Doorbell>,
+}
+
 struct SocketEntry {
     fd: RawFd,
     socket: Rc<glommio::net::UdpSocket>,
@@ -68,6 +92,9 @@ struct CoreState {
     events: Sender<CoreEvent>,
     stats: Arc<CoreStats>,
     recv: RecvBatch,
+    hops: Arc<ArrayQueue<HopPacket>>,
+    hop_scratch: Box<HopPacket>,
+    peers: Vec<Peer>,
     outputs: OutputBuffer,
     send: SendBatch,
     sockets: HashMap<SocketId, SocketEntry>,
@@ -90,8 +117,62 @@ impl CoreState {
     /// Applies every batch waiting in the ring, in order, each whole, each with one reply.
     fn poll_commands(state: &State) {
         loop {
-            let Some(batch) = state.borrow().ring.pop() else { return };
+            let Some(batch) = state.borrow().ring.pop() else { break };
             Self::apply_batch(state, batch);
+        }
+        state.borrow_mut().poll_hops();
+    }
+
+    /// Forwards datagrams other cores carried here, one at a time, in arrival order.
+    fn poll_hops(&mut self) {
+        let started = Instant::now();
+        let mut any = false;
+        while let Some(packet) = self.hops.pop() {
+            any = true;
+            *self.hop_scratch = packet;
+            self.shard.count_hopped_in();
+            let now_us = started.duration_since(self.origin).as_micros() as u64;
+            let h = &*self.hop_scratch;
+            let data = &h.data[..usize::from(h.len).min(HOP_MTU)];
+            let dgram = Datagram { socket: SocketId::SHARED, source: h.source, data };
+            // A packet is carried at most once: if its owner moved again meanwhile, it is
+            // dropped here as unknown rather than ping-ponged.
+            if let Verdict::Hop { .. } = self.shard.forward(0, &dgram, now_us, &mut self.outputs) {
+                self.shard.counters_mut().hopped_out -= 1;
+                self.shard.counters_mut().drop(DropReason::UnknownTransport);
+            }
+            Self::send_outputs(
+                &mut self.shard,
+                &mut self.send,
+                &*self.hop_scratch,
+                &mut self.outputs,
+                &self.sockets,
+            );
+        }
+        if any {
+            self.busy_ns += started.elapsed().as_nanos() as u64;
+            self.publish();
+        }
+    }
+
+    /// Carries a datagram to the core that owns its router.
+    fn hop_packet(shard: &mut Shard, peers: &[Peer], core: u16, packet: HopPacket) {
+        let counters = shard.counters_mut();
+        let Some(peer) = peers.get(usize::from(core)) else {
+            counters.hopped_out -= 1;
+            counters.drop(DropReason::UnknownTransport);
+            return;
+        };
+        if usize::from(packet.len) > HOP_MTU {
+            counters.hopped_out -= 1;
+            counters.drop(DropReason::Malformed);
+            return;
+        }
+        if peer.hops.push(packet).is_err() {
+            counters.hopped_out -= 1;
+            counters.drop(DropReason::RingFull);
+        } else {
+            peer.doorbell.ring();
         }
     }
 
@@ -261,7 +342,15 @@ impl CoreState {
                     &self.sockets,
                 );
             }
-            self.shard.forward(i as u32, &Datagram { socket, source, data }, now_us, &mut self.outputs);
+            let verdict =
+                self.shard.forward(i as u32, &Datagram { socket, source, data }, now_us, &mut self.outputs);
+            if let Verdict::Hop { core } = verdict {
+                let mut packet =
+                    HopPacket { source, len: data.len().min(u16::MAX as usize) as u16, data: [0; HOP_MTU] };
+                let len = data.len().min(HOP_MTU);
+                packet.data[..len].copy_from_slice(&data[..len]);
+                Self::hop_packet(&mut self.shard, &self.peers, core, packet);
+            }
         }
         Self::send_outputs(&mut self.shard, &mut self.send, &self.recv, &mut self.outputs, &self.sockets);
         while let Some(event) = self.shard.pop_event() {
@@ -281,7 +370,7 @@ impl CoreState {
     fn send_outputs(
         shard: &mut Shard,
         send: &mut SendBatch,
-        recv: &RecvBatch,
+        recv: &impl Datagrams,
         outputs: &mut OutputBuffer,
         sockets: &HashMap<SocketId, SocketEntry>,
     ) {
@@ -308,13 +397,14 @@ impl CoreState {
                 let payload: &[u8] = match o.payload {
                     PayloadRef::None => &[],
                     PayloadRef::Datagram { index, offset } => {
-                        recv.get(index as usize).0.get(usize::from(offset)..).unwrap_or(&[])
+                        recv.datagram(index).get(usize::from(offset)..).unwrap_or(&[])
                     }
                 };
                 if !scope.push(o.dest, o.header(), payload) {
                     Self::count_send(counters, scope.flush(fd));
                     if !scope.push(o.dest, o.header(), payload) {
-                        counters.drop(DropReason::OutputFull);
+                        // Only a header over 64 bytes can be refused by an empty batch.
+                        counters.drop(DropReason::SendError);
                     }
                 }
             }
@@ -445,19 +535,28 @@ impl DataPlane {
         let (ready_tx, ready_rx) = crossbeam::channel::bounded::<Result<(), String>>(n);
         let mut cores = Vec::with_capacity(n);
         let mut threads = Vec::with_capacity(n);
-        for (index, shared_socket) in shared.into_iter().enumerate() {
-            let cpu = config.cpus.get(index).copied().flatten();
-            let ring = Arc::new(ArrayQueue::new(config.ring_capacity.max(1)));
+        let mut doorbell_rxs = Vec::with_capacity(n);
+        for index in 0..n {
             let (doorbell, doorbell_rx) = Doorbell::pair()?;
-            let doorbell = Arc::new(doorbell);
-            let stats = Arc::new(CoreStats::default());
+            doorbell_rxs.push(doorbell_rx);
             cores.push(CoreHandle {
                 index,
-                cpu,
-                ring: ring.clone(),
-                doorbell: doorbell.clone(),
-                stats: stats.clone(),
+                cpu: config.cpus.get(index).copied().flatten(),
+                ring: Arc::new(ArrayQueue::new(config.ring_capacity.max(1))),
+                hops: Arc::new(ArrayQueue::new(config.hop_capacity.max(1))),
+                doorbell: Arc::new(doorbell),
+                stats: Arc::new(CoreStats::default()),
             });
+        }
+        for ((index, shared_socket), doorbell_rx) in shared.into_iter().enumerate().zip(doorbell_rxs) {
+            let handle = &cores[index];
+            let cpu = handle.cpu;
+            let ring = handle.ring.clone();
+            let hops = handle.hops.clone();
+            let doorbell = handle.doorbell.clone();
+            let stats = handle.stats.clone();
+            let peers_of: Vec<(Arc<ArrayQueue<HopPacket>>, Arc<Doorbell>)> =
+                cores.iter().map(|c| (c.hops.clone(), c.doorbell.clone())).collect();
             let placement = match cpu {
                 Some(c) => glommio::Placement::Fixed(c),
                 None => glommio::Placement::Unbound,
@@ -482,6 +581,13 @@ impl DataPlane {
                         events,
                         stats,
                         recv: RecvBatch::new(recv_batch, SLOT_SIZE),
+                        hops,
+                        hop_scratch: Box::new(HopPacket {
+                            source: SocketAddr::from(([0, 0, 0, 0], 0)),
+                            len: 0,
+                            data: [0; HOP_MTU],
+                        }),
+                        peers: peers_of.into_iter().map(|(hops, doorbell)| Peer { hops, doorbell }).collect(),
                         outputs: OutputBuffer { items: Box::default() },
                         send: SendBatch::new(1024),
                         sockets: HashMap::new(),

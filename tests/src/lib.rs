@@ -81,8 +81,11 @@ impl Default for Peer {
 }
 
 impl Peer {
+    /// A peer with an 8 MiB receive buffer, so test bursts are never lost in the kernel.
     pub fn new() -> Peer {
-        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let opts = SocketOptions { recv_buffer: 8 << 20, ..Default::default() };
+        let (socket, _) = bind_udp("127.0.0.1:0".parse().unwrap(), &opts).unwrap();
+        socket.set_nonblocking(false).unwrap();
         socket.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
         Peer { socket }
     }
