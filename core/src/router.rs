@@ -6,11 +6,11 @@
 
 use std::collections::HashMap;
 
-use crate::command::{CommandError, ConsumerOptions, PlainTransportOptions, ProducerOptions};
+use crate::command::{CommandError, ConsumerOptions, PlainTransportOptions, ProducerOptions, SteerKey};
 use crate::consumer::Consumer;
 use crate::ids::{ConsumerId, ProducerId, TransportId};
 use crate::producer::Producer;
-use crate::transport::Transport;
+use crate::transport::{Remote, Transport};
 
 /// A room: plain state, owned by exactly one core at a time, `Send` so it can be handed over.
 #[derive(Debug, Clone, Default)]
@@ -45,6 +45,19 @@ impl Router {
     }
     pub fn consumers(&self) -> impl Iterator<Item = (ConsumerId, &Consumer)> {
         self.consumers.iter().map(|(k, v)| (*k, v))
+    }
+
+    /// The keys that identify this router's shared-port flows on other cores (for steering).
+    pub fn shared_port_keys(&self) -> Vec<SteerKey> {
+        let mut keys = Vec::new();
+        for t in self.transports.values().filter(|t| t.socket.is_shared()) {
+            match t.remote {
+                Remote::Known(addr) => keys.push(SteerKey::Remote(addr)),
+                Remote::Comedia => keys.extend(t.producers_by_ssrc.keys().map(|s| SteerKey::Ssrc(*s))),
+                Remote::Unset => {}
+            }
+        }
+        keys
     }
 
     pub(crate) fn create_transport(&mut self, id: TransportId, options: &PlainTransportOptions) -> Applied {

@@ -277,6 +277,18 @@ impl Shard {
         }
     }
 
+    /// Points shared-port datagrams matching `key` to `router` on core `core` (`None`: remove).
+    pub fn set_steering(&mut self, key: SteerKey, router: RouterId, core: Option<u16>) {
+        match core {
+            Some(c) => {
+                self.steering.insert(key, (router, c));
+            }
+            None => {
+                self.steering.remove(&key);
+            }
+        }
+    }
+
     /// Removes a router and its indexes (first half of a handoff: export).
     pub fn take_router(&mut self, id: RouterId) -> Option<Router> {
         let r = self.routers.remove(&id)?;

@@ -53,8 +53,15 @@ impl Default for DataPlaneConfig {
 /// A router and the sockets it owns, in transit from one core to another.
 #[derive(Debug)]
 pub struct RouterExport {
+    pub id: RouterId,
     pub router: Router,
+    /// Duplicated descriptors of its dedicated sockets: the kernel sockets, and the datagrams
+    /// queued on them during the move, are the same.
     pub sockets: Vec<(SocketId, UdpSocket)>,
+    /// When the owner froze it (for the freeze-time figure).
+    pub frozen_at: std::time::Instant,
+    /// The core it comes from.
+    pub from: u16,
 }
 
 /// One operation inside a [`CoreBatch`].
@@ -68,10 +75,12 @@ pub enum CoreOp {
     DetachSocket { id: SocketId },
     /// Test hook: block the core for this long (only with `allow_test_hooks`).
     Stall(Duration),
-    /// Handoff, first half: remove the router and its sockets; the reply carries them.
-    ExportRouter { router: RouterId },
-    /// Handoff, second half: take over a router and its sockets.
-    ImportRouter { router: RouterId, export: RouterExport },
+    /// Live handoff, on the owner: freeze the router between two packet batches, take it and its
+    /// sockets out, steer its shared-port flows to core `to`, and pass it to `to` directly
+    /// through that core's import ring (ahead of any datagram carried after it).
+    HandOff { router: RouterId, to: u16 },
+    /// Live handoff, on the new owner: `Applied` once the router has been imported here.
+    ConfirmImport { router: RouterId },
 }
 
 /// An ordered group of operations for one core, applied whole, between packet batches.
@@ -110,6 +119,9 @@ pub struct CoreStats {
     pub(crate) events_dropped: AtomicU64,
     pub(crate) socket_errors: AtomicU64,
     pub(crate) routers: AtomicU64,
+    pub(crate) handoffs_in: AtomicU64,
+    pub(crate) freeze_ns_max: AtomicU64,
+    pub(crate) freeze_ns_total: AtomicU64,
 }
 
 /// A copy of [`CoreStats`].
@@ -127,6 +139,10 @@ pub struct CoreStatsSnapshot {
     pub events_dropped: u64,
     pub socket_errors: u64,
     pub routers: u64,
+    /// Routers imported by a handoff, and how long they were frozen (export → import).
+    pub handoffs_in: u64,
+    pub freeze_ns_max: u64,
+    pub freeze_ns_total: u64,
     /// Batches waiting in the control → core ring.
     pub ring_depth: u64,
 }
@@ -176,6 +192,9 @@ impl CoreStats {
             events_dropped: self.events_dropped.load(r),
             socket_errors: self.socket_errors.load(r),
             routers: self.routers.load(r),
+            handoffs_in: self.handoffs_in.load(r),
+            freeze_ns_max: self.freeze_ns_max.load(r),
+            freeze_ns_total: self.freeze_ns_total.load(r),
             ring_depth: ring_depth as u64,
         }
     }
@@ -189,6 +208,11 @@ pub const HOP_MTU: usize = 2048;
 #[derive(Debug, Clone)]
 pub struct HopPacket {
     pub source: SocketAddr,
+    /// Times this datagram was carried (a handoff in flight can add hops; bounded).
+    pub hops: u8,
+    /// `Some(origin)`: not a datagram but a handoff barrier marker from core `origin`, which
+    /// the receiving core sends back once everything queued before it has been carried on.
+    pub marker: Option<u16>,
     pub len: u16,
     pub data: [u8; HOP_MTU],
 }
@@ -200,6 +224,7 @@ pub struct CoreHandle {
     pub(crate) cpu: Option<usize>,
     pub(crate) ring: Arc<ArrayQueue<CoreBatch>>,
     pub(crate) hops: Arc<ArrayQueue<HopPacket>>,
+    pub(crate) imports: Arc<ArrayQueue<RouterExport>>,
     pub(crate) doorbell: Arc<crate::ring::Doorbell>,
     pub(crate) stats: Arc<CoreStats>,
 }

@@ -38,6 +38,10 @@ use crate::socket::bind_udp;
 const OUTPUT_CAPACITY: usize = 8192;
 /// Largest datagram a receive slot holds (bigger ones are truncated and counted malformed).
 const SLOT_SIZE: usize = 2048;
+/// Times a datagram may be carried between cores while its router keeps moving.
+const MAX_HOPS: u8 = 8;
+/// How long a socket task waits before re-checking a pending handoff barrier.
+const BARRIER_POLL: Duration = Duration::from_micros(20);
 /// How often a busy core publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
@@ -72,12 +76,14 @@ impl Datagrams for HopPacket {
 /// Another core's inbound packet ring and doorbell.
 struct Peer {
     hops: Arc<ArrayQueue<HopPacket>>,
+    imports: Arc<ArrayQueue<RouterExport>>,
     doorbell: Arc<Doorbell>,
 }
 
 struct SocketEntry {
     fd: RawFd,
-    socket: Rc<glommio::net::UdpSocket>,
+    /// Keeps the descriptor open while the socket is attached here.
+    _owner: Rc<glommio::net::UdpSocket>,
     task: JoinHandle<()>,
 }
 
@@ -93,6 +99,10 @@ struct CoreState {
     stats: Arc<CoreStats>,
     recv: RecvBatch,
     hops: Arc<ArrayQueue<HopPacket>>,
+    imports: Arc<ArrayQueue<RouterExport>>,
+    handoffs_in: u64,
+    freeze_ns_total: u64,
+    freeze_ns_max: u64,
     hop_scratch: Box<HopPacket>,
     peers: Vec<Peer>,
     outputs: OutputBuffer,
@@ -109,6 +119,12 @@ struct CoreState {
     apply_ns_total: u64,
     apply_ns_max: u64,
     stopping: bool,
+    /// True while batches, imports or carried datagrams are being applied (re-entrancy guard).
+    applying: bool,
+    /// Handoff barriers pending: while non-zero, sockets are not read (see `poll_imports`).
+    barriers: u32,
+    /// Barrier markers that could not be sent (ordering not guaranteed for that handoff).
+    barrier_failures: u64,
 }
 
 type State = Rc<RefCell<CoreState>>;
@@ -116,43 +132,87 @@ type State = Rc<RefCell<CoreState>>;
 impl CoreState {
     /// Applies every batch waiting in the ring, in order, each whole, each with one reply.
     fn poll_commands(state: &State) {
+        // Not re-entrant: glommio may poll a task spawned while a batch is being applied (a
+        // socket attached by an import) before control returns here; that task must not apply
+        // the next batch in the middle of this one.
+        if state.borrow().applying {
+            return;
+        }
+        state.borrow_mut().applying = true;
+        Self::poll_commands_inner(state);
+        state.borrow_mut().applying = false;
+    }
+
+    fn poll_commands_inner(state: &State) {
+        Self::poll_imports(state);
         loop {
             let Some(batch) = state.borrow().ring.pop() else { break };
             Self::apply_batch(state, batch);
         }
-        state.borrow_mut().poll_hops();
+        Self::poll_hops(state);
     }
 
     /// Forwards datagrams other cores carried here, one at a time, in arrival order.
-    fn poll_hops(&mut self) {
+    fn poll_hops(state: &State) {
         let started = Instant::now();
         let mut any = false;
-        while let Some(packet) = self.hops.pop() {
+        loop {
+            let Some(packet) = state.borrow().hops.pop() else { break };
             any = true;
-            *self.hop_scratch = packet;
-            self.shard.count_hopped_in();
-            let now_us = started.duration_since(self.origin).as_micros() as u64;
-            let h = &*self.hop_scratch;
+            let mut st = state.borrow_mut();
+            let st = &mut *st;
+            if let Some(origin) = packet.marker {
+                if usize::from(origin) == st.index {
+                    st.barriers = st.barriers.saturating_sub(1);
+                } else if !Self::push_marker(&st.peers, origin, packet) {
+                    st.barrier_failures += 1;
+                }
+                continue;
+            }
+            *st.hop_scratch = packet;
+            st.shard.count_hopped_in();
+            let now_us = started.duration_since(st.origin).as_micros() as u64;
+            let h = &*st.hop_scratch;
             let data = &h.data[..usize::from(h.len).min(HOP_MTU)];
             let dgram = Datagram { socket: SocketId::SHARED, source: h.source, data };
-            // A packet is carried at most once: if its owner moved again meanwhile, it is
-            // dropped here as unknown rather than ping-ponged.
-            if let Verdict::Hop { .. } = self.shard.forward(0, &dgram, now_us, &mut self.outputs) {
-                self.shard.counters_mut().hopped_out -= 1;
-                self.shard.counters_mut().drop(DropReason::UnknownTransport);
+            if let Verdict::Hop { core } = st.shard.forward(0, &dgram, now_us, &mut st.outputs) {
+                // The owner moved again while this datagram was in flight: carry it once more.
+                let mut again = (*st.hop_scratch).clone();
+                again.hops += 1;
+                if again.hops > MAX_HOPS {
+                    st.shard.counters_mut().hopped_out -= 1;
+                    st.shard.counters_mut().drop(DropReason::UnknownTransport);
+                } else {
+                    Self::hop_packet(&mut st.shard, &st.peers, core, again);
+                }
             }
-            Self::send_outputs(
-                &mut self.shard,
-                &mut self.send,
-                &*self.hop_scratch,
-                &mut self.outputs,
-                &self.sockets,
-            );
+            Self::send_outputs(&mut st.shard, &mut st.send, &*st.hop_scratch, &mut st.outputs, &st.sockets);
         }
         if any {
-            self.busy_ns += started.elapsed().as_nanos() as u64;
-            self.publish();
+            let mut st = state.borrow_mut();
+            st.busy_ns += started.elapsed().as_nanos() as u64;
+            st.publish();
         }
+    }
+
+    /// Pushes a barrier marker to `core`; markers are never dropped while the ring has room soon.
+    fn push_marker(peers: &[Peer], core: u16, mut marker: HopPacket) -> bool {
+        let Some(peer) = peers.get(usize::from(core)) else { return false };
+        // The ring drains in microseconds; a bounded wait keeps the barrier (and no packet is
+        // lost if it fails: only the ordering guarantee is weakened, and counted).
+        for _ in 0..100_000 {
+            match peer.hops.push(marker) {
+                Ok(()) => {
+                    peer.doorbell.ring();
+                    return true;
+                }
+                Err(m) => {
+                    marker = m;
+                    std::hint::spin_loop();
+                }
+            }
+        }
+        false
     }
 
     /// Carries a datagram to the core that owns its router.
@@ -289,36 +349,111 @@ impl CoreState {
                 std::thread::sleep(d);
                 Ok((Outcome::Applied, None))
             }
-            CoreOp::ExportRouter { router } => {
-                let Some(r) = state.borrow_mut().shard.take_router(router) else {
+            CoreOp::HandOff { router, to } => {
+                let mut st = state.borrow_mut();
+                if usize::from(to) >= st.peers.len() || usize::from(to) == st.index {
+                    return Err(CommandError {
+                        kind: ErrorKind::InvalidArgument,
+                        message: "handoff target core does not exist or is this core",
+                    });
+                }
+                let Some(r) = st.shard.take_router(router) else {
                     return Ok((Outcome::NotFound, None));
                 };
-                let mut sockets = Vec::new();
+                // From now on this core carries the router's shared-port datagrams to `to`.
+                for key in r.shared_port_keys() {
+                    st.shard.set_steering(key, router, Some(to));
+                }
                 let ids: Vec<SocketId> =
                     r.transports().map(|(_, t)| t.socket()).filter(|s| !s.is_shared()).collect();
+                let mut sockets = Vec::with_capacity(ids.len());
                 for id in ids {
-                    let entry = state.borrow_mut().sockets.remove(&id);
-                    if let Some(e) = entry {
+                    if let Some(e) = st.sockets.remove(&id) {
                         e.task.cancel();
-                        // The task held the only other `Rc`; once cancelled it is dropped on the
-                        // next executor turn, so hand over a duplicate of the descriptor: the
-                        // kernel socket (and the datagrams queued on it) stays the same.
+                        // Hand over a duplicate of the descriptor: the kernel socket, and every
+                        // datagram queued on it while the router moves, stays the same. The
+                        // original closes when the cancelled task is dropped.
                         match dup_socket(e.fd) {
                             Ok(s) => sockets.push((id, s)),
-                            Err(_) => state.borrow_mut().socket_errors += 1,
+                            Err(_) => st.socket_errors += 1,
                         }
-                        drop(e.socket);
                     }
                 }
-                Ok((Outcome::Applied, Some(RouterExport { router: r, sockets })))
-            }
-            CoreOp::ImportRouter { router, export } => {
-                state.borrow_mut().shard.insert_router(router, export.router)?;
-                for (id, socket) in export.sockets {
-                    attach_socket(state, id, socket);
+                let export = RouterExport {
+                    id: router,
+                    router: r,
+                    sockets,
+                    frozen_at: Instant::now(),
+                    from: st.index as u16,
+                };
+                let peer = &st.peers[usize::from(to)];
+                if let Err(export) = peer.imports.push(export) {
+                    // The target's import ring is full: take the router back; nothing was lost.
+                    let RouterExport { router: r, sockets, .. } = export;
+                    for key in r.shared_port_keys() {
+                        st.shard.set_steering(key, router, None);
+                    }
+                    let restored = st.shard.insert_router(router, r);
+                    drop(st);
+                    for (id, socket) in sockets {
+                        attach_socket(state, id, socket);
+                    }
+                    restored?;
+                    return Err(CommandError {
+                        kind: ErrorKind::InvalidState,
+                        message: "target core busy (import ring full)",
+                    });
                 }
+                peer.doorbell.ring();
                 Ok((Outcome::Applied, None))
             }
+            CoreOp::ConfirmImport { router } => {
+                CoreState::poll_imports(state);
+                let present = state.borrow().shard.router(router).is_some();
+                Ok((if present { Outcome::Applied } else { Outcome::NotFound }, None))
+            }
+        }
+    }
+
+    /// Takes over routers handed to this core, before any command or carried datagram is looked at.
+    fn poll_imports(state: &State) {
+        loop {
+            let Some(export) = state.borrow().imports.pop() else { return };
+            let RouterExport { id, router, sockets, frozen_at, from } = export;
+            let mut st = state.borrow_mut();
+            for key in router.shared_port_keys() {
+                // This core owns the flow now: no steering for it here.
+                st.shard.set_steering(key, id, None);
+            }
+            if st.shard.insert_router(id, router).is_err() {
+                // Cannot happen: router ids are unique process-wide; counted if it does.
+                st.socket_errors += 1;
+            }
+            let freeze = frozen_at.elapsed().as_nanos() as u64;
+            st.handoffs_in += 1;
+            st.freeze_ns_total += freeze;
+            st.freeze_ns_max = st.freeze_ns_max.max(freeze);
+            drop(st);
+            for (sid, socket) in sockets {
+                attach_socket(state, sid, socket);
+            }
+            // Barrier: datagrams of this router that this core carried to the old owner before
+            // the router arrived may still sit in the old owner's ring. Until a marker sent now
+            // comes back through it, this core reads no socket, so nothing overtakes them.
+            let mut st = state.borrow_mut();
+            let marker = HopPacket {
+                source: SocketAddr::from(([0, 0, 0, 0], 0)),
+                hops: 0,
+                marker: Some(st.index as u16),
+                len: 0,
+                data: [0; HOP_MTU],
+            };
+            if Self::push_marker(&st.peers, from, marker) {
+                st.barriers += 1;
+            } else {
+                st.barrier_failures += 1;
+            }
+            st.publish();
         }
     }
 
@@ -345,8 +480,13 @@ impl CoreState {
             let verdict =
                 self.shard.forward(i as u32, &Datagram { socket, source, data }, now_us, &mut self.outputs);
             if let Verdict::Hop { core } = verdict {
-                let mut packet =
-                    HopPacket { source, len: data.len().min(u16::MAX as usize) as u16, data: [0; HOP_MTU] };
+                let mut packet = HopPacket {
+                    source,
+                    hops: 1,
+                    marker: None,
+                    len: data.len().min(u16::MAX as usize) as u16,
+                    data: [0; HOP_MTU],
+                };
                 let len = data.len().min(HOP_MTU);
                 packet.data[..len].copy_from_slice(&data[..len]);
                 Self::hop_packet(&mut self.shard, &self.peers, core, packet);
@@ -437,6 +577,9 @@ impl CoreState {
         s.events_dropped.store(self.events_dropped + self.shard.events_dropped(), r);
         s.socket_errors.store(self.socket_errors, r);
         s.routers.store(self.shard.routers().count() as u64, r);
+        s.handoffs_in.store(self.handoffs_in, r);
+        s.freeze_ns_total.store(self.freeze_ns_total, r);
+        s.freeze_ns_max.store(self.freeze_ns_max, r);
     }
 }
 
@@ -454,7 +597,7 @@ fn attach_socket(state: &State, id: SocketId, socket: UdpSocket) {
     // SAFETY: `fd` was just released by `into_raw_fd`, so the glommio socket is its only owner.
     let glommio_socket = Rc::new(unsafe { glommio::net::UdpSocket::from_raw_fd(fd) });
     let task = glommio::spawn_local(socket_task(state.clone(), id, glommio_socket.clone())).detach();
-    state.borrow_mut().sockets.insert(id, SocketEntry { fd, socket: glommio_socket, task });
+    state.borrow_mut().sockets.insert(id, SocketEntry { fd, _owner: glommio_socket, task });
 }
 
 async fn socket_task(state: State, id: SocketId, socket: Rc<glommio::net::UdpSocket>) {
@@ -464,6 +607,9 @@ async fn socket_task(state: State, id: SocketId, socket: Rc<glommio::net::UdpSoc
         // Drain: receive batches until the socket would block, applying commands in between.
         loop {
             CoreState::poll_commands(&state);
+            if state.borrow().barriers > 0 {
+                break;
+            }
             let result = state.borrow_mut().receive_and_forward(id, fd);
             match result {
                 Ok(0) => break,
@@ -478,6 +624,10 @@ async fn socket_task(state: State, id: SocketId, socket: Rc<glommio::net::UdpSoc
             }
         }
         state.borrow_mut().publish();
+        if state.borrow().barriers > 0 {
+            glommio::timer::sleep(BARRIER_POLL).await;
+            continue;
+        }
         // Park until the socket is readable.
         if socket.peek_from(&mut peek).await.is_err() {
             state.borrow_mut().socket_errors += 1;
@@ -544,6 +694,7 @@ impl DataPlane {
                 cpu: config.cpus.get(index).copied().flatten(),
                 ring: Arc::new(ArrayQueue::new(config.ring_capacity.max(1))),
                 hops: Arc::new(ArrayQueue::new(config.hop_capacity.max(1))),
+                imports: Arc::new(ArrayQueue::new(64)),
                 doorbell: Arc::new(doorbell),
                 stats: Arc::new(CoreStats::default()),
             });
@@ -553,10 +704,17 @@ impl DataPlane {
             let cpu = handle.cpu;
             let ring = handle.ring.clone();
             let hops = handle.hops.clone();
+            let imports = handle.imports.clone();
             let doorbell = handle.doorbell.clone();
             let stats = handle.stats.clone();
-            let peers_of: Vec<(Arc<ArrayQueue<HopPacket>>, Arc<Doorbell>)> =
-                cores.iter().map(|c| (c.hops.clone(), c.doorbell.clone())).collect();
+            let peers_of: Vec<Peer> = cores
+                .iter()
+                .map(|c| Peer {
+                    hops: c.hops.clone(),
+                    imports: c.imports.clone(),
+                    doorbell: c.doorbell.clone(),
+                })
+                .collect();
             let placement = match cpu {
                 Some(c) => glommio::Placement::Fixed(c),
                 None => glommio::Placement::Unbound,
@@ -584,10 +742,16 @@ impl DataPlane {
                         hops,
                         hop_scratch: Box::new(HopPacket {
                             source: SocketAddr::from(([0, 0, 0, 0], 0)),
+                            hops: 0,
+                            marker: None,
                             len: 0,
                             data: [0; HOP_MTU],
                         }),
-                        peers: peers_of.into_iter().map(|(hops, doorbell)| Peer { hops, doorbell }).collect(),
+                        peers: peers_of,
+                        imports,
+                        handoffs_in: 0,
+                        freeze_ns_total: 0,
+                        freeze_ns_max: 0,
                         outputs: OutputBuffer { items: Box::default() },
                         send: SendBatch::new(1024),
                         sockets: HashMap::new(),
@@ -602,6 +766,9 @@ impl DataPlane {
                         apply_ns_total: 0,
                         apply_ns_max: 0,
                         stopping: false,
+                        applying: false,
+                        barriers: 0,
+                        barrier_failures: 0,
                     }));
                     attach_socket(&state, SocketId::SHARED, shared_socket);
                     let _ = ready.send(Ok(()));

@@ -49,7 +49,18 @@ fn offenders(crate_dir: &str, needles: &[&str]) -> Vec<String> {
 fn core_is_sans_io_no_sockets_no_clock_no_threads_no_unsafe() {
     let bad = offenders(
         "core",
-        &["UdpSocket", "TcpStream", "Instant", "SystemTime", "std::thread", "std::fs", "unsafe {", "unsafe fn", "unsafe impl", "Mutex"],
+        &[
+            "UdpSocket",
+            "TcpStream",
+            "Instant",
+            "SystemTime",
+            "std::thread",
+            "std::fs",
+            "unsafe {",
+            "unsafe fn",
+            "unsafe impl",
+            "Mutex",
+        ],
     );
     assert!(bad.is_empty(), "core must stay sans-IO:\n{}", bad.join("\n"));
 }
