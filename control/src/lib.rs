@@ -1,1 +1,18 @@
-//! placeholder
+//! shardcast's control plane: the sequencer (control thread), the authoritative object model,
+//! the Rust embedding API, the HTTP/JSON API, configuration and metrics.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod config;
+pub mod controller;
+pub mod error;
+pub mod events;
+pub mod http;
+pub mod metrics;
+pub mod model;
+pub mod request;
+
+pub use api::{ConsumerInfo, Shardcast, StartError, TransportInfo};
+pub use config::Config;
+pub use error::{ApiError, ErrorKind};
+pub use request::{Kind, Request, Response};

@@ -8,6 +8,8 @@
 
 mod mmsg;
 mod sockopt;
+mod thread;
 
 pub use mmsg::{RecvBatch, SendBatch, SendResult, SendScope};
 pub use sockopt::set_buffer_forced;
+pub use thread::{memlock_limit, pin_current_thread, raise_memlock};

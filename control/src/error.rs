@@ -1,0 +1,53 @@
+//! API errors: what was wrong, in words that say what to fix.
+
+use serde::Serialize;
+
+/// The kinds of API error (mediasoup's two request error kinds, plus not-found and the ones a
+/// multi-core process adds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// The caller's mistake: a malformed, out-of-range or contradictory argument (HTTP 400).
+    InvalidArgument,
+    /// No object with that id (HTTP 404).
+    NotFound,
+    /// The request does not fit the current state (HTTP 409).
+    InvalidState,
+    /// A core did not confirm within its deadline, or is stalled (HTTP 503).
+    CoreUnavailable,
+    /// The control plane's queue or a core's ring is full; retry later (HTTP 503).
+    Busy,
+}
+
+/// An API error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApiError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn argument(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::InvalidArgument, message: message.into() }
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::NotFound, message: message.into() }
+    }
+    pub fn state(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::InvalidState, message: message.into() }
+    }
+    pub fn core(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::CoreUnavailable, message: message.into() }
+    }
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self { kind: ErrorKind::Busy, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}

@@ -1,0 +1,68 @@
+//! Thread placement and process limits (the syscalls `control` needs but may not call itself:
+//! `control` forbids `unsafe`).
+
+use std::io;
+
+/// Pins the calling thread to `cpu`.
+pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
+    // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "cpu index out of range"));
+    }
+    // SAFETY: `cpu` < CPU_SETSIZE was checked; `set` is a valid cpu_set_t.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: pid 0 is the calling thread; `set` is valid for the size passed.
+    let rc = unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// RLIMIT_MEMLOCK soft and hard limits in bytes (`u64::MAX` = unlimited).
+pub fn memlock_limit() -> io::Result<(u64, u64)> {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: `lim` is a valid rlimit the kernel writes into.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((lim.rlim_cur, lim.rlim_max))
+}
+
+/// Raises RLIMIT_MEMLOCK's soft limit to at least `bytes` (up to the hard limit, or beyond as
+/// root). Returns the soft limit in force afterwards.
+pub fn raise_memlock(bytes: u64) -> io::Result<u64> {
+    let (cur, max) = memlock_limit()?;
+    if cur >= bytes {
+        return Ok(cur);
+    }
+    let lim = libc::rlimit { rlim_cur: bytes, rlim_max: max.max(bytes) };
+    // SAFETY: `lim` is a valid rlimit the kernel only reads.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pinning_to_cpu_0_works_and_bad_cpu_is_refused() {
+        std::thread::spawn(|| {
+            pin_current_thread(0).unwrap();
+            assert!(pin_current_thread(1 << 20).is_err());
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn memlock_is_readable() {
+        let (cur, max) = memlock_limit().unwrap();
+        assert!(cur <= max);
+    }
+}
