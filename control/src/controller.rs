@@ -305,8 +305,10 @@ impl Controller {
             Request::PauseConsumer { consumer } => self.model.set_consumer_paused(consumer, true)?,
             Request::ResumeConsumer { consumer } => self.model.set_consumer_paused(consumer, false)?,
         };
+        let noop = plan.phases.is_empty();
         let response = self.execute(plan)?;
-        if let Response::Moved { id, core, .. } = response {
+        if let (Response::Moved { id, core, .. }, false) = (&response, noop) {
+            let (id, core) = (*id, *core);
             let us = started.elapsed().as_micros() as u64;
             self.metrics.moves.fetch_add(1, Ordering::Relaxed);
             self.metrics.last_move_us.store(us, Ordering::Relaxed);
@@ -564,13 +566,14 @@ impl Rebalancer {
             return None;
         }
         let total: f64 = on_hot.iter().map(|(_, w)| w).sum();
-        // Moving a router with share s of the hot core's load moves s × load[hot]; the best
-        // move halves the spread, and a move that would invert it is refused (no ping-pong).
+        // Moving a router with share s of the hot core's load moves s × load[hot] and narrows the
+        // spread by twice that; the best move halves the spread, and a move larger than half the
+        // spread is refused: it would invert the imbalance (ping-pong).
         let target = spread / 2.0;
         let best = on_hot
             .iter()
             .map(|(id, w)| (*id, w / total * load[hot]))
-            .filter(|(_, moved)| *moved < spread)
+            .filter(|(_, moved)| *moved <= spread / 2.0)
             .min_by(|a, b| (a.1 - target).abs().total_cmp(&(b.1 - target).abs()))?;
         self.last_move = Some(Instant::now());
         Some((best.0, cold))

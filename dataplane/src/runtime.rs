@@ -82,9 +82,11 @@ struct Peer {
 
 struct SocketEntry {
     fd: RawFd,
+    /// Distinguishes this attachment from a later one of the same id (a router moved back).
+    generation: u64,
     /// Keeps the descriptor open while the socket is attached here.
     _owner: Rc<glommio::net::UdpSocket>,
-    task: JoinHandle<()>,
+    task: Option<JoinHandle<()>>,
 }
 
 /// Everything one core owns. Lives in an `Rc<RefCell<_>>` shared by the core's tasks; a borrow
@@ -121,6 +123,8 @@ struct CoreState {
     stopping: bool,
     /// True while batches, imports or carried datagrams are being applied (re-entrancy guard).
     applying: bool,
+    /// Counter behind `SocketEntry::generation`.
+    socket_generation: u64,
     /// Handoff barriers pending: while non-zero, sockets are not read (see `poll_imports`).
     barriers: u32,
     /// Barrier markers that could not be sent (ordering not guaranteed for that handoff).
@@ -333,7 +337,9 @@ impl CoreState {
                 let entry = state.borrow_mut().sockets.remove(&id);
                 match entry {
                     Some(e) => {
-                        e.task.cancel();
+                        if let Some(t) = &e.task {
+                            t.cancel();
+                        }
                         Ok((Outcome::Applied, None))
                     }
                     None => Ok((Outcome::NotFound, None)),
@@ -369,7 +375,9 @@ impl CoreState {
                 let mut sockets = Vec::with_capacity(ids.len());
                 for id in ids {
                     if let Some(e) = st.sockets.remove(&id) {
-                        e.task.cancel();
+                        if let Some(t) = &e.task {
+                            t.cancel();
+                        }
                         // Hand over a duplicate of the descriptor: the kernel socket, and every
                         // datagram queued on it while the router moves, stays the same. The
                         // original closes when the cancelled task is dropped.
@@ -596,17 +604,35 @@ fn attach_socket(state: &State, id: SocketId, socket: UdpSocket) {
     let fd = socket.into_raw_fd();
     // SAFETY: `fd` was just released by `into_raw_fd`, so the glommio socket is its only owner.
     let glommio_socket = Rc::new(unsafe { glommio::net::UdpSocket::from_raw_fd(fd) });
-    let task = glommio::spawn_local(socket_task(state.clone(), id, glommio_socket.clone())).detach();
-    state.borrow_mut().sockets.insert(id, SocketEntry { fd, _owner: glommio_socket, task });
+    let generation = {
+        let mut st = state.borrow_mut();
+        st.socket_generation += 1;
+        st.socket_generation
+    };
+    // The entry exists before the task is spawned: glommio may poll the new task before
+    // `spawn_local` returns, and the task checks that it is attached.
+    let task_socket = glommio_socket.clone();
+    state.borrow_mut().sockets.insert(id, SocketEntry { fd, generation, _owner: glommio_socket, task: None });
+    let task = glommio::spawn_local(socket_task(state.clone(), id, generation, task_socket)).detach();
+    if let Some(e) = state.borrow_mut().sockets.get_mut(&id).filter(|e| e.generation == generation) {
+        e.task = Some(task);
+    }
 }
 
-async fn socket_task(state: State, id: SocketId, socket: Rc<glommio::net::UdpSocket>) {
+async fn socket_task(state: State, id: SocketId, generation: u64, socket: Rc<glommio::net::UdpSocket>) {
     let fd = socket.as_raw_fd();
     let mut peek = [0u8; 1];
+    // Still attached here? A batch applied by this very task may have detached or handed the
+    // socket over: from then on this task must not read it (the new owner does).
+    let attached =
+        |state: &State| state.borrow().sockets.get(&id).is_some_and(|e| e.generation == generation);
     loop {
         // Drain: receive batches until the socket would block, applying commands in between.
         loop {
             CoreState::poll_commands(&state);
+            if !attached(&state) {
+                return;
+            }
             if state.borrow().barriers > 0 {
                 break;
             }
@@ -626,11 +652,17 @@ async fn socket_task(state: State, id: SocketId, socket: Rc<glommio::net::UdpSoc
         state.borrow_mut().publish();
         if state.borrow().barriers > 0 {
             glommio::timer::sleep(BARRIER_POLL).await;
+            if !attached(&state) {
+                return;
+            }
             continue;
         }
         // Park until the socket is readable.
         if socket.peek_from(&mut peek).await.is_err() {
             state.borrow_mut().socket_errors += 1;
+        }
+        if !attached(&state) {
+            return;
         }
         state.borrow_mut().wakeups += 1;
     }
@@ -767,6 +799,7 @@ impl DataPlane {
                         apply_ns_max: 0,
                         stopping: false,
                         applying: false,
+                        socket_generation: 0,
                         barriers: 0,
                         barrier_failures: 0,
                     }));
@@ -776,7 +809,9 @@ impl DataPlane {
                     let entries: Vec<SocketEntry> =
                         state.borrow_mut().sockets.drain().map(|(_, e)| e).collect();
                     for e in entries {
-                        e.task.cancel();
+                        if let Some(t) = &e.task {
+                            t.cancel();
+                        }
                     }
                 })
                 .map_err(|e| std::io::Error::other(format!("core {index}: cannot start executor: {e}")))?;
