@@ -6,6 +6,7 @@
 
 pub mod command;
 pub mod consumer;
+pub mod demux;
 pub mod drop_reason;
 pub mod ids;
 pub mod producer;

@@ -1,0 +1,78 @@
+//! Report block (RFC 3550 §6.4.1), shared by SR and RR.
+
+use crate::rtcp::be32;
+
+/// Size of one report block.
+pub const REPORT_BLOCK_LEN: usize = 24;
+
+/// A view of one 24-octet report block.
+#[derive(Debug, Clone, Copy)]
+pub struct ReportBlock<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> ReportBlock<'a> {
+    /// `b` must be at least 24 octets (guaranteed by the SR/RR views).
+    pub(crate) fn new(b: &'a [u8]) -> Self {
+        Self { b }
+    }
+    pub fn ssrc(&self) -> u32 {
+        be32(self.b, 0)
+    }
+    pub fn fraction_lost(&self) -> u8 {
+        self.b[4]
+    }
+    /// Signed 24-bit cumulative number of packets lost.
+    pub fn cumulative_lost(&self) -> i32 {
+        let v = u32::from_be_bytes([0, self.b[5], self.b[6], self.b[7]]);
+        ((v << 8) as i32) >> 8
+    }
+    pub fn highest_seq(&self) -> u32 {
+        be32(self.b, 8)
+    }
+    pub fn jitter(&self) -> u32 {
+        be32(self.b, 12)
+    }
+    pub fn last_sr(&self) -> u32 {
+        be32(self.b, 16)
+    }
+    pub fn delay_since_last_sr(&self) -> u32 {
+        be32(self.b, 20)
+    }
+    pub fn repr(&self) -> ReportBlockRepr {
+        ReportBlockRepr {
+            ssrc: self.ssrc(),
+            fraction_lost: self.fraction_lost(),
+            cumulative_lost: self.cumulative_lost(),
+            highest_seq: self.highest_seq(),
+            jitter: self.jitter(),
+            last_sr: self.last_sr(),
+            delay_since_last_sr: self.delay_since_last_sr(),
+        }
+    }
+}
+
+/// An owned report block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ReportBlockRepr {
+    pub ssrc: u32,
+    pub fraction_lost: u8,
+    pub cumulative_lost: i32,
+    pub highest_seq: u32,
+    pub jitter: u32,
+    pub last_sr: u32,
+    pub delay_since_last_sr: u32,
+}
+
+impl ReportBlockRepr {
+    pub(crate) fn emit(&self, b: &mut [u8]) {
+        b[0..4].copy_from_slice(&self.ssrc.to_be_bytes());
+        b[4] = self.fraction_lost;
+        let lost = (self.cumulative_lost.clamp(-(1 << 23), (1 << 23) - 1) as u32) & 0x00ff_ffff;
+        b[5..8].copy_from_slice(&lost.to_be_bytes()[1..]);
+        b[8..12].copy_from_slice(&self.highest_seq.to_be_bytes());
+        b[12..16].copy_from_slice(&self.jitter.to_be_bytes());
+        b[16..20].copy_from_slice(&self.last_sr.to_be_bytes());
+        b[20..24].copy_from_slice(&self.delay_since_last_sr.to_be_bytes());
+    }
+}
