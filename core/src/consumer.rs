@@ -95,6 +95,9 @@ impl RtpRewriter {
 pub struct ConsumerStats {
     pub packets: u64,
     pub bytes: u64,
+    /// From the receiver's last RTCP receiver report (RFC 3550 §6.4.1).
+    pub fraction_lost: u8,
+    pub jitter: u32,
 }
 
 /// An outgoing copy of one producer.

@@ -22,12 +22,24 @@ pub struct Producer {
     /// Consumers in creation order: the fan-out order of every packet.
     pub(crate) consumers: Vec<ConsumerId>,
     pub(crate) stats: ProducerStats,
+    /// When a keyframe request was last forwarded (caller's clock, µs), for the throttle.
+    pub(crate) last_keyframe_request_us: Option<u64>,
+    /// FIR command sequence number (RFC 5104 §4.3.1.1).
+    pub(crate) fir_seq: u8,
 }
 
 impl Producer {
     pub(crate) fn new(transport: TransportId, options: ProducerOptions) -> Self {
         let paused = options.paused;
-        Self { transport, options, paused, consumers: Vec::new(), stats: ProducerStats::default() }
+        Self {
+            transport,
+            options,
+            paused,
+            consumers: Vec::new(),
+            stats: ProducerStats::default(),
+            last_keyframe_request_us: None,
+            fir_seq: 0,
+        }
     }
 
     pub fn transport(&self) -> TransportId {

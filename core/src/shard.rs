@@ -11,11 +11,17 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 
 use crate::command::{BatchReply, Command, CommandBatch, CommandError, Event, Outcome, SocketId, SteerKey};
+use crate::demux::{classify, PacketClass};
 use crate::drop_reason::{Counters, DropReason};
+use crate::ids::SeqNo;
 use crate::ids::{RouterId, Ssrc, TransportId};
 use crate::queue::{LeakyQueue, Overflow};
 use crate::router::Router;
+use crate::rtcp::{FirRepr, NackRepr, PliRepr, RtcpCompound, RtcpPacket, SenderReportRepr};
 use crate::rtp::{RtpPacket, FIXED_HEADER_LEN};
+
+/// Keyframe requests (PLI/FIR) forwarded to one producer at most this often.
+pub const KEYFRAME_REQUEST_INTERVAL_US: u64 = 500_000;
 use crate::transport::{Remote, Transport};
 
 /// A received datagram, borrowed from the caller's receive buffers.
@@ -339,17 +345,11 @@ impl Shard {
         self.counters.packets_in += 1;
         self.counters.bytes_in += dgram.data.len() as u64;
         let data = dgram.data;
-        // RFC 7983 §7: RTP/RTCP first byte is 128..=191; RFC 5761 §4: RTCP packet types 192..=223
-        // land on the second byte's low 7 bits as 64..=95.
-        match (data.first(), data.get(1)) {
-            (Some(b0), Some(b1)) if (128..=191).contains(b0) => {
-                if (64..=95).contains(&(b1 & 0x7f)) {
-                    self.forward_rtcp(dgram)
-                } else {
-                    self.forward_rtp(index, dgram, now_us, out)
-                }
-            }
-            _ => {
+        match classify(data) {
+            PacketClass::Rtcp => self.forward_rtcp(dgram, now_us, out),
+            PacketClass::Rtp => self.forward_rtp(index, dgram, now_us, out),
+            // STUN/DTLS arrive here only once a WebRTC transport exists; until then, counted.
+            PacketClass::Stun | PacketClass::Dtls | PacketClass::Unknown => {
                 self.counters.drop(DropReason::NotRtp);
                 Verdict::Done
             }
@@ -522,10 +522,183 @@ impl Shard {
         Some(Verdict::Done)
     }
 
-    fn forward_rtcp(&mut self, dgram: &Datagram<'_>) -> Verdict {
-        self.counters.drop(DropReason::RtcpIgnored);
-        let _ = dgram;
-        Verdict::Done
+    fn forward_rtcp(&mut self, dgram: &Datagram<'_>, now_us: u64, out: &mut impl OutputSink) -> Verdict {
+        self.route_rtcp(dgram, now_us, out).unwrap_or(Verdict::Done)
+    }
+
+    /// RTCP, as a forwarding SFU handles it (mediasoup's model): a producer's SR is rewritten
+    /// per consumer (its SSRC, timestamp offset and counts); a consumer's RR is consumed, never
+    /// forwarded blindly; a consumer's PLI/FIR goes to the producer (throttled), and a NACK is
+    /// mapped back to the producer's sequence numbers and sent upstream.
+    fn route_rtcp(
+        &mut self,
+        dgram: &Datagram<'_>,
+        now_us: u64,
+        out: &mut impl OutputSink,
+    ) -> Option<Verdict> {
+        let Ok(compound) = RtcpCompound::new_checked(dgram.data) else {
+            return self.drop(DropReason::Malformed);
+        };
+        let key = if dgram.socket.is_shared() {
+            self.by_remote.get(&dgram.source).copied()
+        } else {
+            self.by_socket.get(&dgram.socket).copied()
+        };
+        let Some((rid, tid)) = key else {
+            if let Some(v) = self.steer(dgram, None) {
+                return Some(v);
+            }
+            return self.drop(DropReason::UnknownTransport);
+        };
+        let Some(router) = self.routers.get_mut(&rid) else {
+            return self.drop(DropReason::UnknownTransport);
+        };
+        let Some(transport) = router.transports.get(&tid) else {
+            return self.drop(DropReason::UnknownTransport);
+        };
+        match transport.remote {
+            Remote::Known(addr) if addr == dgram.source => {}
+            Remote::Known(_) => return self.drop(DropReason::SourceMismatch),
+            // RTCP never latches a comedia transport: only valid RTP of a known SSRC does.
+            Remote::Comedia | Remote::Unset => return self.drop(DropReason::NotConnected),
+        }
+        let mut acted = false;
+        let Router { transports, producers, consumers } = router;
+        for packet in compound.iter() {
+            match packet {
+                RtcpPacket::SenderReport(sr) => {
+                    let Some(t) = transports.get(&tid) else { continue };
+                    let Some(pid) = t.producers_by_ssrc.get(&Ssrc(sr.ssrc())) else { continue };
+                    let Some(producer) = producers.get(pid) else { continue };
+                    acted = true;
+                    for cid in &producer.consumers {
+                        let Some(c) = consumers.get(cid) else { continue };
+                        if c.paused || c.producer_paused {
+                            continue;
+                        }
+                        let Some((socket, dest)) =
+                            transports.get(&c.transport).and_then(|t| Some((t.socket, t.remote_addr()?)))
+                        else {
+                            continue;
+                        };
+                        let repr = SenderReportRepr {
+                            ssrc: c.ssrc().0,
+                            ntp: sr.ntp(),
+                            rtp_timestamp: sr.rtp_timestamp().wrapping_add(c.rewriter.ts_offset()),
+                            packet_count: c.stats.packets as u32,
+                            octet_count: c.stats.bytes as u32,
+                            reports: heapless::Vec::new(),
+                        };
+                        let mut header = [0u8; OUTPUT_HEADER_MAX];
+                        let len = repr.emit(&mut header);
+                        Self::push_generated(&mut self.counters, out, socket, dest, header, len);
+                    }
+                }
+                RtcpPacket::ReceiverReport(rr) => {
+                    let Some(t) = transports.get(&tid) else { continue };
+                    for block in rr.report_blocks() {
+                        if let Some(c) =
+                            t.consumers_by_ssrc.get(&Ssrc(block.ssrc())).and_then(|c| consumers.get_mut(c))
+                        {
+                            c.stats.fraction_lost = block.fraction_lost();
+                            c.stats.jitter = block.jitter();
+                            acted = true;
+                        }
+                    }
+                }
+                RtcpPacket::Pli(_) | RtcpPacket::Fir(_) | RtcpPacket::Nack(_) => {
+                    let media = match packet {
+                        RtcpPacket::Pli(p) => p.media_ssrc(),
+                        RtcpPacket::Nack(n) => n.media_ssrc(),
+                        RtcpPacket::Fir(f) => f.entries().next().map_or(0, |e| e.0),
+                        _ => 0,
+                    };
+                    let Some(t) = transports.get(&tid) else { continue };
+                    let Some(c) = t.consumers_by_ssrc.get(&Ssrc(media)).and_then(|c| consumers.get(c)) else {
+                        continue;
+                    };
+                    let Some(producer) = producers.get_mut(&c.producer) else { continue };
+                    let Some((socket, dest)) =
+                        transports.get(&producer.transport).and_then(|t| Some((t.socket, t.remote_addr()?)))
+                    else {
+                        continue;
+                    };
+                    acted = true;
+                    let producer_ssrc = producer.options.ssrc.0;
+                    let mut header = [0u8; OUTPUT_HEADER_MAX];
+                    match packet {
+                        RtcpPacket::Nack(n) => {
+                            // Translate the consumer's sequence numbers back to the producer's;
+                            // at most 4 FCI entries fit one inline output.
+                            let mut lost: heapless::Vec<u16, 64> = heapless::Vec::new();
+                            for seq in n.lost_sequence_numbers() {
+                                if lost.push(c.rewriter.output_to_input(SeqNo(seq)).0).is_err() {
+                                    break;
+                                }
+                            }
+                            let repr = NackRepr::from_lost(n.sender_ssrc(), producer_ssrc, &lost);
+                            for chunk in repr.pairs.chunks(4) {
+                                let part = NackRepr {
+                                    sender_ssrc: repr.sender_ssrc,
+                                    media_ssrc: producer_ssrc,
+                                    pairs: heapless::Vec::from_slice(chunk).unwrap_or_default(),
+                                };
+                                let len = part.emit(&mut header);
+                                Self::push_generated(&mut self.counters, out, socket, dest, header, len);
+                            }
+                        }
+                        _ => {
+                            // Keyframe requests: at most one per producer per interval.
+                            if producer
+                                .last_keyframe_request_us
+                                .is_some_and(|t| now_us.saturating_sub(t) < KEYFRAME_REQUEST_INTERVAL_US)
+                            {
+                                self.counters.drop(DropReason::KeyframeRequestThrottled);
+                                continue;
+                            }
+                            producer.last_keyframe_request_us = Some(now_us);
+                            producer.fir_seq = producer.fir_seq.wrapping_add(1);
+                            let len = match packet {
+                                RtcpPacket::Fir(f) => {
+                                    let mut entries = heapless::Vec::new();
+                                    let _ = entries.push((producer_ssrc, producer.fir_seq));
+                                    FirRepr { sender_ssrc: f.sender_ssrc(), entries }.emit(&mut header)
+                                }
+                                RtcpPacket::Pli(p) => {
+                                    PliRepr { sender_ssrc: p.sender_ssrc(), media_ssrc: producer_ssrc }
+                                        .emit(&mut header)
+                                }
+                                _ => 0,
+                            };
+                            Self::push_generated(&mut self.counters, out, socket, dest, header, len);
+                        }
+                    }
+                }
+                RtcpPacket::Sdes(_) | RtcpPacket::Bye(_) | RtcpPacket::Other { .. } => {}
+            }
+        }
+        if acted {
+            self.counters.rtcp_terminated += 1;
+            Some(Verdict::Done)
+        } else {
+            self.drop(DropReason::RtcpIgnored)
+        }
+    }
+
+    fn push_generated(
+        counters: &mut Counters,
+        out: &mut impl OutputSink,
+        socket: SocketId,
+        dest: SocketAddr,
+        header: [u8; OUTPUT_HEADER_MAX],
+        len: usize,
+    ) {
+        let output = Output { socket, dest, header, header_len: len as u8, payload: PayloadRef::None };
+        if out.push(output) {
+            counters.outputs += 1;
+        } else {
+            counters.drop(DropReason::OutputFull);
+        }
     }
 
     /// Counts a drop; `None` so callers can `return self.drop(..)`.
@@ -904,5 +1077,91 @@ mod tests {
         b.insert_router(R, router).unwrap();
         let out = send(&mut b, 1, addr(5000), &rtp(1111, 41, 0, 96, b"x"));
         assert_eq!(u16::from_be_bytes([out[0].header[2], out[0].header[3]]), 41);
+    }
+
+    fn rtcp_out(
+        s: &mut Shard,
+        socket: u32,
+        from: SocketAddr,
+        pkt: &[u8],
+        now_us: u64,
+    ) -> heapless::Vec<Output, 64> {
+        let mut out = heapless::Vec::new();
+        s.forward(0, &Datagram { socket: SocketId(socket), source: from, data: pkt }, now_us, &mut out);
+        out
+    }
+
+    #[test]
+    fn producer_sender_report_is_rewritten_per_consumer() {
+        let mut s = setup(2);
+        send(&mut s, 1, addr(5000), &rtp(1111, 1, 1000, 96, b"x"));
+        let mut sr = [0u8; 28];
+        crate::rtcp::SenderReportRepr {
+            ssrc: 1111,
+            ntp: 77,
+            rtp_timestamp: 5000,
+            packet_count: 9,
+            octet_count: 99,
+            reports: heapless::Vec::new(),
+        }
+        .emit(&mut sr);
+        let out = rtcp_out(&mut s, 1, addr(5000), &sr, 0);
+        assert_eq!(out.len(), 2);
+        let v = crate::rtcp::SenderReport::new_checked(out[0].header()).unwrap();
+        assert_eq!((v.ssrc(), v.ntp(), v.rtp_timestamp(), v.packet_count()), (5000, 77, 5000, 1));
+        assert_eq!(out[1].dest, addr(6001));
+        assert_eq!(s.counters().rtcp_terminated, 1);
+    }
+
+    #[test]
+    fn consumer_rr_is_consumed_and_pli_goes_upstream_throttled() {
+        let mut s = setup(2);
+        send(&mut s, 1, addr(5000), &rtp(1111, 1, 1000, 96, b"x"));
+        // RR from consumer 0's receiver about its SSRC 5000: consumed, not forwarded.
+        let mut rr = [0u8; 32];
+        let mut reports = heapless::Vec::new();
+        reports
+            .push(crate::rtcp::ReportBlockRepr { ssrc: 5000, fraction_lost: 12, ..Default::default() })
+            .unwrap();
+        crate::rtcp::ReceiverReportRepr { ssrc: 42, reports }.emit(&mut rr);
+        assert!(rtcp_out(&mut s, 100, addr(6000), &rr, 0).is_empty());
+        assert_eq!(s.router(R).unwrap().consumer(ConsumerId(100)).unwrap().stats().fraction_lost, 12);
+        // PLI about consumer 1's SSRC: forwarded to the producer with the producer's SSRC.
+        let mut pli = [0u8; 12];
+        crate::rtcp::PliRepr { sender_ssrc: 42, media_ssrc: 5001 }.emit(&mut pli);
+        let out = rtcp_out(&mut s, 101, addr(6001), &pli, 1_000_000);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].socket, out[0].dest), (SocketId(1), addr(5000)));
+        let p = crate::rtcp::Pli::new_checked(out[0].header()).unwrap();
+        assert_eq!((p.sender_ssrc(), p.media_ssrc()), (42, 1111));
+        // A second one within the interval is throttled, a later one passes.
+        assert!(rtcp_out(&mut s, 101, addr(6001), &pli, 1_100_000).is_empty());
+        assert_eq!(s.counters().drops_of(DropReason::KeyframeRequestThrottled), 1);
+        assert_eq!(rtcp_out(&mut s, 101, addr(6001), &pli, 1_600_001).len(), 1);
+        // RTCP from the wrong source is refused.
+        assert!(rtcp_out(&mut s, 101, addr(6999), &pli, 9_000_000).is_empty());
+        assert_eq!(s.counters().drops_of(DropReason::SourceMismatch), 1);
+        assert!(s.counters().ingress_balanced(), "{:?}", s.counters());
+    }
+
+    #[test]
+    fn nack_is_mapped_back_to_producer_sequence_numbers() {
+        let mut s = setup(1);
+        let p = |seq| rtp(1111, seq, 0, 96, b"x");
+        send(&mut s, 1, addr(5000), &p(100));
+        s.apply_batch(&batch(2, vec![Command::PauseConsumer { router: R, consumer: ConsumerId(100) }]));
+        send(&mut s, 1, addr(5000), &p(101));
+        s.apply_batch(&batch(3, vec![Command::ResumeConsumer { router: R, consumer: ConsumerId(100) }]));
+        // Consumer saw 100 -> 100, then 110 -> 101, 111 -> 102.
+        send(&mut s, 1, addr(5000), &p(110));
+        send(&mut s, 1, addr(5000), &p(111));
+        let nack_repr = crate::rtcp::NackRepr::from_lost(9, 5000, &[101, 102]);
+        let mut nack = [0u8; 16];
+        nack_repr.emit(&mut nack);
+        let out = rtcp_out(&mut s, 100, addr(6000), &nack, 0);
+        assert_eq!(out.len(), 1);
+        let n = crate::rtcp::Nack::new_checked(out[0].header()).unwrap();
+        assert_eq!(n.media_ssrc(), 1111);
+        assert_eq!(n.lost_sequence_numbers().collect::<Vec<_>>(), vec![110, 111]);
     }
 }
