@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::Placement;
+
 /// The embedded default: runs on a fresh machine.
 pub const DEFAULT_TOML: &str = include_str!("../../tuning/default.toml");
 
@@ -21,6 +23,9 @@ pub struct Config {
     /// Capacity of each control → core ring, in batches.
     #[serde(default = "default_ring")]
     pub ring_capacity: usize,
+    /// How new routers are placed on cores: "least_loaded" (fewest routers) or "round_robin".
+    #[serde(default)]
+    pub placement: Placement,
     /// Seed for consumer SSRC allocation.
     #[serde(default = "default_seed")]
     pub seed: u32,
@@ -205,5 +210,15 @@ mod tests {
         assert!(Config::from_toml(&unknown).unwrap_err().contains("bogus"));
         let cpu = DEFAULT_TOML.replace("data_plane = []", "data_plane = [4096]");
         assert!(Config::from_toml(&cpu).unwrap_err().contains("cpu 4096"));
+        let policy = DEFAULT_TOML.replace("placement = \"least_loaded\"", "placement = \"random\"");
+        let err = Config::from_toml(&policy).unwrap_err();
+        assert!(err.contains("random") && err.contains("least_loaded"), "{err}");
+    }
+
+    #[test]
+    fn placement_policy_is_read() {
+        assert_eq!(Config::default().placement, Placement::LeastLoaded);
+        let rr = DEFAULT_TOML.replace("placement = \"least_loaded\"", "placement = \"round_robin\"");
+        assert_eq!(Config::from_toml(&rr).unwrap().placement, Placement::RoundRobin);
     }
 }

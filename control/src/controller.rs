@@ -4,7 +4,9 @@
 //! against the model, send one `CoreBatch` per affected core (per phase), wait — with a deadline —
 //! for every reply, then answer. So the effects of two calls reach every core in the same order,
 //! and a call returns only once they are applied: a `resume` can never overtake a `consume` in
-//! flight. Nothing here holds a lock; the only waits are `recv_timeout`s with deadlines.
+//! flight. The model changes only once the owning core has applied the call (a late `Applied`
+//! from a core that missed its deadline commits it then; a refusal never does). Nothing here
+//! holds a lock; the only waits are `recv_timeout`s with deadlines.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, UdpSocket};
@@ -24,7 +26,7 @@ use tracing::{info, warn};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::events::EventBus;
-use crate::model::{Model, Op, Plan};
+use crate::model::{Change, Model, Op, Plan};
 use crate::request::{Request, Response};
 
 /// A call waiting for the control thread.
@@ -83,6 +85,20 @@ pub(crate) struct Controller {
     events: EventBus,
     port_cursor: u16,
     rebalancer: Rebalancer,
+    /// Model changes whose owner missed its deadline, by (core, seq) of the batch that carries
+    /// them: committed if that batch's late reply is `Applied`, dropped if it is refused.
+    pending: HashMap<(usize, u64), Change>,
+}
+
+/// What became of one core's batch in a phase.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BatchFate {
+    Applied,
+    Rejected,
+    /// Queued but not confirmed by the deadline (or queued on a stalled core): it applies later.
+    Late(u64),
+    /// Not queued: the ring was full.
+    NotSent,
 }
 
 impl Controller {
@@ -96,7 +112,7 @@ impl Controller {
         let port_cursor = config.media.port_range.0;
         Self {
             plane,
-            model: Model::new(cores, config.seed),
+            model: Model::new(cores, config.seed, config.placement),
             seqs: vec![0; cores],
             stalled: (0..cores).map(|_| None).collect(),
             sockets: HashMap::new(),
@@ -104,6 +120,7 @@ impl Controller {
             events,
             port_cursor,
             rebalancer: Rebalancer::new(cores),
+            pending: HashMap::new(),
             config,
         }
     }
@@ -183,9 +200,23 @@ impl Controller {
 
     fn on_late_reply(&mut self, msg: CoreMessage) {
         let CoreMessage::Reply { core, reply, .. } = msg;
-        if let BatchReply::Rejected { seq, index, error } = &reply {
-            self.metrics.core_rejections.fetch_add(1, Ordering::Relaxed);
-            warn!(core, seq, index, "core rejected a late batch: {error}");
+        let change = self.pending.remove(&(core, reply.seq()));
+        match (&reply, change) {
+            (BatchReply::Applied { .. }, Some(change)) => {
+                info!(core, seq = reply.seq(), "late batch applied: the model catches up");
+                self.model.commit(change);
+            }
+            (BatchReply::Rejected { seq, index, error }, change) => {
+                self.metrics.core_rejections.fetch_add(1, Ordering::Relaxed);
+                warn!(
+                    core,
+                    seq,
+                    index,
+                    dropped_change = change.is_some(),
+                    "core rejected a late batch: {error}"
+                );
+            }
+            _ => {}
         }
         if let Some(s) = &self.stalled[core] {
             if reply.seq() >= s.seq {
@@ -243,6 +274,8 @@ impl Controller {
             }
         }
         let started = Instant::now();
+        // Events the call announces once every core has applied it.
+        let mut announce: Vec<serde_json::Value> = Vec::new();
         let plan = match request {
             Request::Stats => return Ok(Response::Value(self.stats())),
             Request::DumpRouter { router } => return self.model.dump_router(router).map(Response::Value),
@@ -254,8 +287,10 @@ impl Controller {
                     return Err(ApiError::argument(format!("core {core} does not exist")));
                 }
                 let ops = vec![(core, CoreOp::Stall(Duration::from_millis(millis)))];
-                self.execute_phase(ops)?;
-                return Ok(Response::Done {});
+                return match self.execute_phase(ops) {
+                    (_, Some(e)) => Err(e),
+                    (_, None) => Ok(Response::Done {}),
+                };
             }
             Request::CreateRouter { core } => {
                 let stalled: Vec<bool> = self.stalled.iter().map(|s| s.is_some()).collect();
@@ -278,10 +313,15 @@ impl Controller {
                     let socket = self.bind(listen_ip, port)?;
                     let local = socket.local_addr().map_err(|e| ApiError::state(format!("socket: {e}")))?;
                     let id = self.model.socket_id();
+                    // Moved into the AttachSocket op by `execute`; dropped (closed) if unused.
                     self.sockets.insert(id, socket);
                     (id, local)
                 };
-                self.model.create_transport(router, socket, local, comedia)?
+                let plan = self.model.create_transport(router, socket, local, comedia);
+                if plan.is_err() && !socket.is_shared() {
+                    self.sockets.remove(&socket);
+                }
+                plan?
             }
             Request::ConnectTransport { transport, remote } => {
                 self.model.connect_transport(transport, remote)?
@@ -291,13 +331,21 @@ impl Controller {
                 self.model.produce(transport, kind, ssrc, payload_type, clock_rate, paused)?
             }
             Request::CloseProducer { producer } => {
-                let consumers = self.consumers_of(producer);
                 let plan = self.model.close_producer(producer)?;
-                self.events.publish(json!({"event": "producer_closed", "producer": producer.0, "consumers_closed": consumers}));
+                let consumers = self.consumers_of(producer);
+                announce.push(json!({"event": "producer_closed", "producer": producer.0, "consumers_closed": consumers}));
                 plan
             }
-            Request::PauseProducer { producer } => self.producer_paused(producer, true)?,
-            Request::ResumeProducer { producer } => self.producer_paused(producer, false)?,
+            Request::PauseProducer { producer } => {
+                let plan = self.model.set_producer_paused(producer, true)?;
+                self.announce_producer_paused(producer, true, &mut announce);
+                plan
+            }
+            Request::ResumeProducer { producer } => {
+                let plan = self.model.set_producer_paused(producer, false)?;
+                self.announce_producer_paused(producer, false, &mut announce);
+                plan
+            }
             Request::Consume { transport, producer, paused } => {
                 self.model.consume(transport, producer, paused)?
             }
@@ -307,6 +355,9 @@ impl Controller {
         };
         let noop = plan.phases.is_empty();
         let response = self.execute(plan)?;
+        for event in announce {
+            self.events.publish(event);
+        }
         if let (Response::Moved { id, core, .. }, false) = (&response, noop) {
             let (id, core) = (*id, *core);
             let us = started.elapsed().as_micros() as u64;
@@ -327,14 +378,11 @@ impl Controller {
             .unwrap_or_default()
     }
 
-    fn producer_paused(&mut self, producer: ProducerId, paused: bool) -> Result<Plan, ApiError> {
-        let plan = self.model.set_producer_paused(producer, paused)?;
-        let consumers = self.consumers_of(producer);
+    fn announce_producer_paused(&self, producer: ProducerId, paused: bool, out: &mut Vec<serde_json::Value>) {
         let event = if paused { "consumer_producer_paused" } else { "consumer_producer_resumed" };
-        for c in consumers {
-            self.events.publish(json!({"event": event, "consumer": c, "producer": producer.0}));
+        for c in self.consumers_of(producer) {
+            out.push(json!({"event": event, "consumer": c, "producer": producer.0}));
         }
-        Ok(plan)
     }
 
     /// Binds a dedicated transport socket: the given port, or the next free one in the range.
@@ -366,8 +414,16 @@ impl Controller {
         Err(ApiError::state(format!("no free port in {lo}-{hi} on {ip}")))
     }
 
+    /// Sends the plan's phases in order; commits its change once the owner has applied phase 0
+    /// (or parks it until the owner's late reply).
     fn execute(&mut self, plan: Plan) -> Result<Response, ApiError> {
-        for phase in plan.phases {
+        let Plan { phases, response, change, owner } = plan;
+        if phases.is_empty() {
+            self.model.commit(change);
+            return Ok(response);
+        }
+        let mut change = Some(change);
+        for phase in phases {
             let mut ops = Vec::with_capacity(phase.len());
             for (core, op) in phase {
                 let op = match op {
@@ -384,18 +440,33 @@ impl Controller {
                 };
                 ops.push((core, op));
             }
-            self.execute_phase(ops)?;
+            let (fates, error) = self.execute_phase(ops);
+            if let Some(change) = change.take() {
+                match fates.get(&owner) {
+                    Some(BatchFate::Applied) => self.model.commit(change),
+                    Some(BatchFate::Late(seq)) => {
+                        self.pending.insert((owner, *seq), change);
+                    }
+                    // Refused or never queued: the owner did not change, neither does the model.
+                    Some(BatchFate::Rejected | BatchFate::NotSent) | None => {}
+                }
+            }
+            if let Some(e) = error {
+                return Err(e);
+            }
         }
-        Ok(plan.response)
+        Ok(response)
     }
 
-    /// Sends one batch per core and waits for every reply, with a deadline.
-    fn execute_phase(&mut self, ops: Vec<(usize, CoreOp)>) -> Result<(), ApiError> {
+    /// Sends one batch per core and waits for every reply, with a deadline. Returns what became
+    /// of each core's batch and the first error, if any.
+    fn execute_phase(&mut self, ops: Vec<(usize, CoreOp)>) -> (BTreeMap<usize, BatchFate>, Option<ApiError>) {
         let mut per_core: BTreeMap<usize, Vec<CoreOp>> = BTreeMap::new();
         for (core, op) in ops {
             per_core.entry(core).or_default().push(op);
         }
         let mut waiting: BTreeMap<usize, u64> = BTreeMap::new();
+        let mut fates: BTreeMap<usize, BatchFate> = BTreeMap::new();
         let mut error: Option<ApiError> = None;
         for (core, ops) in per_core {
             let only_steering = ops.iter().all(|o| matches!(o, CoreOp::Route(Command::SetSteering { .. })));
@@ -405,10 +476,13 @@ impl Controller {
                 Ok(()) => {
                     if self.stalled[core].is_none() {
                         waiting.insert(core, seq);
+                    } else {
+                        fates.insert(core, BatchFate::Late(seq));
                     }
                 }
                 Err(_) => {
                     self.seqs[core] -= 1;
+                    fates.insert(core, BatchFate::NotSent);
                     if only_steering {
                         // A steering update for a core that is not the owner: losing it only
                         // costs that core's misdirected packets (counted as unknown_transport).
@@ -431,11 +505,13 @@ impl Controller {
                         waiting.remove(&core);
                         match reply {
                             BatchReply::Applied { outcomes, .. } => {
+                                fates.insert(core, BatchFate::Applied);
                                 if outcomes.contains(&Outcome::NotFound) {
                                     tracing::debug!(core, "batch applied with not-found outcomes");
                                 }
                             }
                             BatchReply::Rejected { index, error: e, .. } => {
+                                fates.insert(core, BatchFate::Rejected);
                                 self.metrics.core_rejections.fetch_add(1, Ordering::Relaxed);
                                 warn!(core, index, "core rejected a batch the model accepted: {e}");
                                 error.get_or_insert(ApiError::state(format!("core {core} refused: {e}")));
@@ -449,6 +525,7 @@ impl Controller {
             }
         }
         for (core, seq) in waiting {
+            fates.insert(core, BatchFate::Late(seq));
             self.metrics.deadline_misses[core].fetch_add(1, Ordering::Relaxed);
             self.metrics.stalled[core].store(1, Ordering::Relaxed);
             warn!(core, seq, "core missed its deadline");
@@ -461,10 +538,7 @@ impl Controller {
                 self.config.core_deadline().as_millis()
             )));
         }
-        match error {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+        (fates, error)
     }
 
     fn stats(&self) -> serde_json::Value {
