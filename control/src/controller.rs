@@ -259,7 +259,9 @@ impl Controller {
         while let Ok(msg) = self.plane.replies().try_recv() {
             self.on_late_reply(msg);
         }
-        if let Some(core) = self.target_core(&request) {
+        // A core index from the caller is validated by the model below; only existing cores
+        // are checked here.
+        if let Some(core) = self.target_core(&request).filter(|c| *c < self.stalled.len()) {
             if let Some(s) = &self.stalled[core] {
                 if !matches!(request, Request::StallCore { .. }) {
                     return Err(ApiError::core(format!(
@@ -279,14 +281,30 @@ impl Controller {
         let plan = match request {
             Request::Stats => return Ok(Response::Value(self.stats())),
             Request::DumpRouter { router } => return self.model.dump_router(router).map(Response::Value),
-            Request::StallCore { core, millis } => {
+            Request::StallCore { core, millis, wait } => {
                 if !self.config.allow_test_hooks {
-                    return Err(ApiError::argument("test hooks are disabled"));
+                    return Err(ApiError::argument(
+                        "test hooks are disabled (allow_test_hooks = false in the config)",
+                    ));
                 }
                 if core >= self.model.cores() {
-                    return Err(ApiError::argument(format!("core {core} does not exist")));
+                    return Err(ApiError::argument(format!(
+                        "core {core} does not exist: use 0..{}",
+                        self.model.cores()
+                    )));
                 }
-                let ops = vec![(core, CoreOp::Stall(Duration::from_millis(millis)))];
+                let stall = CoreOp::Stall(Duration::from_millis(millis));
+                if !wait {
+                    // Queue the stall and return: later calls find the core busy behind it.
+                    self.seqs[core] += 1;
+                    let batch = CoreBatch { seq: self.seqs[core], ops: vec![stall] };
+                    if self.plane.cores()[core].submit(batch).is_err() {
+                        self.seqs[core] -= 1;
+                        return Err(ApiError::busy(format!("core {core} is busy: its command ring is full")));
+                    }
+                    return Ok(Response::Done {});
+                }
+                let ops = vec![(core, stall)];
                 return match self.execute_phase(ops) {
                     (_, Some(e)) => Err(e),
                     (_, None) => Ok(Response::Done {}),

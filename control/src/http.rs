@@ -156,6 +156,12 @@ struct ConsumeBody {
 #[serde(deny_unknown_fields)]
 struct StallBody {
     millis: u64,
+    #[serde(default = "yes")]
+    wait: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn missing(field: &str) -> HttpError {
@@ -272,7 +278,7 @@ async fn stall(
 ) -> HttpResult {
     let core = id(p)? as usize;
     let b: StallBody = body(b)?;
-    call(sc, Request::StallCore { core, millis: b.millis }).await
+    call(sc, Request::StallCore { core, millis: b.millis, wait: b.wait }).await
 }
 
 async fn stats(State(sc): State<Shardcast>) -> HttpResult {

@@ -76,10 +76,13 @@ pub enum Request {
     },
     /// Per-core and process figures.
     Stats,
-    /// Test hook (only with `allow_test_hooks`): block core `core` for `millis`.
+    /// Test hook (only with `allow_test_hooks`): block core `core` for `millis`; with `wait`
+    /// the call waits for the core like any other (and misses its deadline if `millis` exceeds
+    /// it), without it the call returns once the stall is queued.
     StallCore {
         core: usize,
         millis: u64,
+        wait: bool,
     },
 }
 
