@@ -1,1 +1,2 @@
-//! placeholder
+//! shardcast-benches: the load generator and helpers shared by the benches.
+pub mod loadgen;

@@ -12,4 +12,6 @@ mod thread;
 
 pub use mmsg::{RecvBatch, SendBatch, SendResult, SendScope};
 pub use sockopt::set_buffer_forced;
-pub use thread::{memlock_limit, pin_current_thread, raise_memlock};
+pub use thread::{
+    memlock_limit, pin_current_thread, pin_thread, poll_readable, raise_memlock, stop_on_signals,
+};

@@ -46,6 +46,63 @@ pub fn raise_memlock(bytes: u64) -> io::Result<u64> {
     Ok(bytes)
 }
 
+/// Pins thread `tid` (of any process we may control) to `cpu`.
+pub fn pin_thread(tid: i32, cpu: usize) -> io::Result<()> {
+    if cpu >= libc::CPU_SETSIZE as usize {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "cpu index out of range"));
+    }
+    // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `cpu` < CPU_SETSIZE was checked.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is valid for the size passed; an unknown tid yields ESRCH, not UB.
+    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// Waits until some of `fds` is readable or `timeout` passes; returns the readable indexes'
+/// count and marks them in `ready` (same length as `fds`).
+pub fn poll_readable(
+    fds: &[std::os::fd::RawFd],
+    ready: &mut [bool],
+    timeout: std::time::Duration,
+) -> io::Result<usize> {
+    let mut pfds: Vec<libc::pollfd> =
+        fds.iter().map(|fd| libc::pollfd { fd: *fd, events: libc::POLLIN, revents: 0 }).collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    // SAFETY: `pfds` is a live array of `pfds.len()` pollfd structs the kernel writes into.
+    let n = unsafe { libc::poll(pfds.as_mut_ptr(), pfds.len() as libc::nfds_t, ms) };
+    if n < 0 {
+        let e = io::Error::last_os_error();
+        return if e.raw_os_error() == Some(libc::EINTR) { Ok(0) } else { Err(e) };
+    }
+    for (r, p) in ready.iter_mut().zip(&pfds) {
+        *r = p.revents & (libc::POLLIN | libc::POLLERR) != 0;
+    }
+    Ok(n as usize)
+}
+
+static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    // Only an atomic store: async-signal-safe.
+    STOP.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Installs SIGTERM/SIGINT handlers that set a flag, for tools without an async runtime (the
+/// floor relay, the load generator). Returns the flag.
+pub fn stop_on_signals() -> &'static std::sync::atomic::AtomicBool {
+    for sig in [libc::SIGTERM, libc::SIGINT] {
+        // SAFETY: the handler only performs an atomic store, which is async-signal-safe.
+        unsafe { libc::signal(sig, on_stop_signal as *const () as libc::sighandler_t) };
+    }
+    &STOP
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

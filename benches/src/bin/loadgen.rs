@@ -1,0 +1,242 @@
+//! `shardcast-loadgen`: drives shardcast or the kernel-floor relay with seeded RTP load and
+//! reports delivery, loss, latency and the relay's CPU cost per packet.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use shardcast_benches::loadgen::report::{median, summary, svg, Series};
+use shardcast_benches::loadgen::{run, Profile, RunConfig, RunResult, Target};
+
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// One run against one target.
+    Run(RunArgs),
+    /// Binary search of the maximum rate with loss below a threshold (RFC 2544 style).
+    Search {
+        #[command(flatten)]
+        run: RunArgs,
+        #[arg(long, default_value_t = 10_000.0)]
+        min: f64,
+        #[arg(long, default_value_t = 400_000.0)]
+        max: f64,
+        #[arg(long, default_value_t = 0.1)]
+        loss_threshold: f64,
+        #[arg(long, default_value_t = 7)]
+        steps: u32,
+    },
+    /// shardcast vs the floor relay, side by side, on a list of rates: prints the table and
+    /// writes an SVG plot.
+    Compare {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Comma-separated rates.
+        #[arg(long, value_delimiter = ',', default_value = "20000,50000,100000")]
+        rates: Vec<f64>,
+        #[arg(long, default_value_t = 3)]
+        reps: usize,
+        /// Where to write the plot.
+        #[arg(long, default_value = "ladder.svg")]
+        svg: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum ProfileName {
+    P2p,
+    Fanout,
+    Conference,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TargetName {
+    Shardcast,
+    Floor,
+}
+
+#[derive(Debug, Clone, Args)]
+struct RunArgs {
+    #[arg(long, value_enum, default_value = "shardcast")]
+    target: TargetName,
+    /// shardcast's API base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8700")]
+    api: String,
+    #[arg(long)]
+    token: Option<String>,
+    /// Path of the floor relay binary (default: next to this one).
+    #[arg(long)]
+    floor_bin: Option<String>,
+    /// CPU for the floor relay.
+    #[arg(long)]
+    floor_cpu: Option<usize>,
+    #[arg(long, value_enum, default_value = "p2p")]
+    profile: ProfileName,
+    #[arg(long, default_value_t = 1)]
+    streams: usize,
+    #[arg(long, default_value_t = 10)]
+    consumers: usize,
+    #[arg(long, default_value_t = 10)]
+    participants: usize,
+    /// p2p: input pps; fanout: output pps.
+    #[arg(long, default_value_t = 20_000.0)]
+    rate: f64,
+    /// RTP payload bytes.
+    #[arg(long, default_value_t = 1000)]
+    size: usize,
+    #[arg(long, default_value_t = 5.0)]
+    duration_secs: f64,
+    #[arg(long, default_value_t = 1.0)]
+    warmup_secs: f64,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Pin the generator to this CPU.
+    #[arg(long)]
+    cpu: Option<usize>,
+    /// Also write the JSON result here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+impl RunArgs {
+    fn config(&self, target: TargetName, rate: f64) -> RunConfig {
+        let floor_bin = self.floor_bin.clone().unwrap_or_else(|| {
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.parent().map(|d| d.join("shardcast-floor").to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "shardcast-floor".into())
+        });
+        let target = match target {
+            TargetName::Shardcast => Target::Shardcast { api: self.api.clone(), token: self.token.clone() },
+            TargetName::Floor => Target::Floor { bin: floor_bin, cpu: self.floor_cpu },
+        };
+        let profile = match self.profile {
+            ProfileName::P2p => Profile::P2p { streams: self.streams },
+            ProfileName::Fanout => Profile::Fanout { streams: self.streams, consumers: self.consumers },
+            ProfileName::Conference => Profile::Conference { participants: self.participants },
+        };
+        let total = self.duration_secs + self.warmup_secs;
+        RunConfig {
+            target,
+            profile,
+            rate,
+            size: self.size,
+            warmup: Duration::from_secs_f64(self.warmup_secs),
+            duration: Duration::from_secs_f64(self.duration_secs),
+            seed: self.seed,
+            cpu: self.cpu,
+            progress: total > 3.0 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        }
+    }
+}
+
+fn emit(r: &RunResult, json: &Option<PathBuf>) {
+    eprintln!("{}", summary(r));
+    let line = serde_json::to_string(r).unwrap_or_default();
+    println!("RESULT {line}");
+    if let Some(p) = json {
+        if let Err(e) = std::fs::write(p, format!("{line}\n")) {
+            eprintln!("cannot write {}: {e}", p.display());
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Run(a) => match run(&a.config(a.target, a.rate)) {
+            Ok(r) => emit(&r, &a.json),
+            Err(e) => {
+                eprintln!("shardcast-loadgen: {e}");
+                return std::process::ExitCode::from(1);
+            }
+        },
+        Cmd::Search { run: a, min, max, loss_threshold, steps } => {
+            let (mut lo, mut hi) = (min, max);
+            let mut best: Option<RunResult> = None;
+            for _ in 0..steps {
+                let rate = (lo + hi) / 2.0;
+                match run(&a.config(a.target, rate)) {
+                    Ok(r) => {
+                        eprintln!("{}", summary(&r));
+                        if r.loss_pct < loss_threshold {
+                            lo = rate;
+                            best = Some(r);
+                        } else {
+                            hi = rate;
+                        }
+                    }
+                    Err(e) => {
+                        eprintln!("shardcast-loadgen: {e}");
+                        return std::process::ExitCode::from(1);
+                    }
+                }
+            }
+            match best {
+                Some(r) => {
+                    eprintln!("max rate with loss < {loss_threshold}%: {:.0}", r.rate);
+                    emit(&r, &a.json);
+                }
+                None => eprintln!("no rate in [{min}, {max}] had loss < {loss_threshold}%"),
+            }
+        }
+        Cmd::Compare { run: a, rates, reps, svg: path } => {
+            let mut rows = Vec::new();
+            let mut series: Vec<Series> = Vec::new();
+            for target in [TargetName::Floor, TargetName::Shardcast] {
+                let mut points = Vec::new();
+                for &rate in &rates {
+                    let mut results = Vec::new();
+                    for _ in 0..reps.max(1) {
+                        match run(&a.config(target, rate)) {
+                            Ok(r) => {
+                                eprintln!("{}", summary(&r));
+                                results.push(r);
+                            }
+                            Err(e) => eprintln!("shardcast-loadgen: {e}"),
+                        }
+                    }
+                    if results.is_empty() {
+                        continue;
+                    }
+                    let mut ns: Vec<f64> = results.iter().filter_map(|r| r.relay_ns_per_pkt).collect();
+                    let mut loss: Vec<f64> = results.iter().map(|r| r.loss_pct).collect();
+                    let mut p99: Vec<f64> = results.iter().map(|r| r.latency_us_p99 as f64).collect();
+                    let (ns_min, ns_max) =
+                        ns.iter().fold((f64::MAX, 0.0f64), |(a, b), v| (a.min(*v), b.max(*v)));
+                    let ns_med = if ns.is_empty() { f64::NAN } else { median(&mut ns) };
+                    let loss_med = median(&mut loss);
+                    points.push((rate, ns_med, loss_med));
+                    rows.push((
+                        format!("{target:?}").to_lowercase(),
+                        rate,
+                        ns_med,
+                        ns_min,
+                        ns_max,
+                        loss_med,
+                        median(&mut p99),
+                    ));
+                }
+                series.push((format!("{target:?}").to_lowercase(), points));
+            }
+            println!("| target | rate | relay ns/pkt (median [min..max]) | × floor | loss % | p99 µs |");
+            println!("|---|---:|---:|---:|---:|---:|");
+            for (t, rate, ns, lo, hi, loss, p99) in &rows {
+                let floor = rows.iter().find(|r| r.0 == "floor" && r.1 == *rate).map(|r| r.2);
+                let ratio = floor.map_or("-".to_string(), |f| format!("{:.2}", ns / f));
+                println!("| {t} | {rate:.0} | {ns:.0} [{lo:.0}..{hi:.0}] | {ratio} | {loss:.3} | {p99:.0} |");
+            }
+            let title = format!("{:?}: relay CPU per delivered packet and loss vs offered rate", a.profile);
+            if let Err(e) = std::fs::write(&path, svg(&title, &series)) {
+                eprintln!("cannot write {}: {e}", path.display());
+            }
+        }
+    }
+    std::process::ExitCode::SUCCESS
+}

@@ -1,0 +1,16 @@
+//! `shardcast-loadgen`: seeded load profiles, precise pacing, per-(consumer, stream) accounting
+//! (delivered, lost, duplicated, reordered), latency histograms, and the relay's CPU cost per
+//! delivered packet read from `/proc`, so shardcast and the kernel-floor relay are compared on
+//! the same topology in the same run.
+
+pub mod account;
+pub mod cpu;
+pub mod profile;
+pub mod report;
+pub mod run;
+pub mod target;
+
+pub use account::SeqTracker;
+pub use profile::{Profile, Stream};
+pub use run::{run, RunConfig, RunResult};
+pub use target::Target;
