@@ -47,7 +47,9 @@ impl From<ApiError> for HttpError {
             ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
             ErrorKind::InvalidState => (StatusCode::CONFLICT, "invalid_state"),
             ErrorKind::CoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "core_unavailable"),
-            ErrorKind::Busy => (StatusCode::SERVICE_UNAVAILABLE, "busy"),
+            // API-SPEC.md has four kinds: a full ring or queue is a core that cannot take the
+            // call now (the message says "busy").
+            ErrorKind::Busy => (StatusCode::SERVICE_UNAVAILABLE, "core_unavailable"),
         };
         HttpError::new(status, kind, e.message)
     }
