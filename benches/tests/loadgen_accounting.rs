@@ -86,6 +86,7 @@ fn go(mode: Misbehave) -> RunResult {
         seed: 7,
         cpu: None,
         progress: false,
+        during: None,
     };
     run(&config).expect("run completes")
 }

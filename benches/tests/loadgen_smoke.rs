@@ -18,6 +18,7 @@ fn config(target: Target, profile: Profile, rate: f64) -> RunConfig {
         seed: 3,
         cpu: None,
         progress: false,
+        during: None,
     }
 }
 

@@ -2,10 +2,13 @@
 //! reports delivery, loss, latency and the relay's CPU cost per packet.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use shardcast_benches::loadgen::report::{median, summary, svg, Series};
+use shardcast_benches::loadgen::run::DuringHook;
 use shardcast_benches::loadgen::{run, Profile, RunConfig, RunResult, Target};
 
 #[derive(Debug, Parser)]
@@ -31,6 +34,15 @@ enum Cmd {
         loss_threshold: f64,
         #[arg(long, default_value_t = 7)]
         steps: u32,
+    },
+    /// Moves shardcast's router between cores 0 and 1 back and forth while the load runs:
+    /// prints handoff time, the forwarding gap receivers saw, loss and moves per second.
+    Handoff {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Pause between moves (ms).
+        #[arg(long, default_value_t = 0)]
+        interval_ms: u64,
     },
     /// shardcast vs the floor relay, side by side, on a list of rates: prints the table and
     /// writes an SVG plot.
@@ -132,6 +144,7 @@ impl RunArgs {
             seed: self.seed,
             cpu: self.cpu,
             progress: total > 3.0 && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            during: None,
         }
     }
 }
@@ -184,6 +197,72 @@ fn main() -> std::process::ExitCode {
                     emit(&r, &a.json);
                 }
                 None => eprintln!("no rate in [{min}, {max}] had loss < {loss_threshold}%"),
+            }
+        }
+        Cmd::Handoff { run: a, interval_ms } => {
+            let mut config = a.config(TargetName::Shardcast, a.rate);
+            let (api, token) = (a.api.clone(), a.token.clone());
+            config.during = Some(DuringHook(Arc::new(move |router, stop| {
+                let mut samples = Vec::new();
+                let Some(router) = router else { return samples };
+                let Ok(client) =
+                    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build()
+                else {
+                    return samples;
+                };
+                let mut core = 1;
+                while !stop.load(Ordering::Relaxed) {
+                    let mut req = client
+                        .post(format!("{api}/routers/{router}/move"))
+                        .json(&serde_json::json!({"core": core}));
+                    if let Some(t) = &token {
+                        req = req.header("Authorization", format!("Bearer {t}"));
+                    }
+                    match req.send().ok().and_then(|r| r.json::<serde_json::Value>().ok()) {
+                        Some(v) if v["freeze_us"].is_u64() => {
+                            samples.push(v["freeze_us"].as_u64().unwrap_or(0))
+                        }
+                        other => {
+                            eprintln!("move failed: {other:?}");
+                            break;
+                        }
+                    }
+                    core = 1 - core;
+                    if interval_ms > 0 {
+                        std::thread::sleep(Duration::from_millis(interval_ms));
+                    }
+                }
+                samples
+            })));
+            match run(&config) {
+                Ok(r) => {
+                    let mut moves: Vec<f64> = r.during_samples.iter().map(|v| *v as f64).collect();
+                    let n = moves.len();
+                    moves.sort_by(|a, b| a.total_cmp(b));
+                    let q = |f: f64| {
+                        moves.get(((n as f64 * f) as usize).min(n.saturating_sub(1))).copied().unwrap_or(0.0)
+                    };
+                    eprintln!("{}", summary(&r));
+                    println!(
+                        "handoff: {n} moves in {:.1} s ({:.0}/s); move call p50/p99/max {:.0}/{:.0}/{:.0} µs; receivers' max gap {} µs; latency p99/max {}/{} µs; lost {} of {}, dup {}",
+                        r.window_secs,
+                        n as f64 / r.window_secs,
+                        q(0.5),
+                        q(0.99),
+                        moves.last().copied().unwrap_or(0.0),
+                        r.max_gap_us,
+                        r.latency_us_p99,
+                        r.latency_us_max,
+                        r.lost,
+                        r.expected_out,
+                        r.duplicated
+                    );
+                    emit(&r, &a.json);
+                }
+                Err(e) => {
+                    eprintln!("shardcast-loadgen: {e}");
+                    return std::process::ExitCode::from(1);
+                }
             }
         }
         Cmd::Compare { run: a, rates, reps, svg: path } => {

@@ -36,6 +36,22 @@ pub struct RunConfig {
     pub cpu: Option<usize>,
     /// Show a progress bar (long runs on a terminal).
     pub progress: bool,
+    /// Work to do during the measured window (e.g. move the router back and forth), given the
+    /// router id shardcast created and a stop flag; returns samples (e.g. handoff µs).
+    pub during: Option<DuringHook>,
+}
+
+/// See [`RunConfig::during`].
+#[derive(Clone)]
+pub struct DuringHook(pub Arc<DuringFn>);
+
+/// `(router id, stop flag) -> samples`.
+pub type DuringFn = dyn Fn(Option<u64>, &AtomicBool) -> Vec<u64> + Send + Sync;
+
+impl std::fmt::Debug for DuringHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DuringHook")
+    }
 }
 
 /// Figures of one run.
@@ -69,6 +85,10 @@ pub struct RunResult {
     pub udp_in_errors: u64,
     pub udp_rcvbuf_errors: u64,
     pub udp_sndbuf_errors: u64,
+    /// Largest gap between two consecutive arrivals at one consumer (µs).
+    pub max_gap_us: u64,
+    /// Samples returned by the `during` hook (e.g. handoff durations, µs).
+    pub during_samples: Vec<u64>,
 }
 
 fn now_ns() -> u64 {
@@ -119,7 +139,8 @@ pub fn run(config: &RunConfig) -> Result<RunResult, String> {
     let receiver_addrs: Vec<SocketAddr> = receivers.iter().filter_map(|r| r.local_addr().ok()).collect();
     let prepared =
         config.target.prepare(&streams, sender.local_addr().map_err(|e| e.to_string())?, &receiver_addrs)?;
-    let result = drive(config, &streams, &sender, &receivers, &prepared.ingress, prepared.pid);
+    let result =
+        drive(config, &streams, &sender, &receivers, &prepared.ingress, prepared.pid, prepared.router);
     config.target.finish(prepared);
     result
 }
@@ -131,6 +152,7 @@ fn drive(
     receivers: &[UdpSocket],
     ingress: &[SocketAddr],
     pid: Option<u32>,
+    router: Option<u64>,
 ) -> Result<RunResult, String> {
     let total = config.warmup + config.duration;
     // Per stream: sequence numbers sent before the window, and in it.
@@ -149,7 +171,7 @@ fn drive(
         if let Some(cpu) = cpu {
             let _ = pin_current_thread(cpu);
         }
-        let mut log: Vec<(u32, u32, u64, u64)> = Vec::with_capacity(1 << 20);
+        let mut log: Vec<(u32, u32, u64, u64, u64)> = Vec::with_capacity(1 << 20);
         let mut ready = vec![false; fds.len()];
         let mut batch = RecvBatch::new(64, 2048);
         let mut quiet_since: Option<Instant> = None;
@@ -171,7 +193,7 @@ fn drive(
                     }
                     for k in 0..n {
                         if let Some((id, seq, sent)) = parse(batch.get(k).0) {
-                            log.push((i as u32, id, seq, at.saturating_sub(sent)));
+                            log.push((i as u32, id, seq, at.saturating_sub(sent), at));
                         }
                     }
                 }
@@ -198,6 +220,8 @@ fn drive(
         std::hint::spin_loop();
     }
     let mut cpu_before: Option<(CpuSample, UdpCounters, Instant)> = None;
+    let hook_stop = Arc::new(AtomicBool::new(false));
+    let mut hook_thread: Option<std::thread::JoinHandle<Vec<u64>>> = None;
     let mut cpu_after: Option<(CpuSample, UdpCounters, Instant)> = None;
     loop {
         let elapsed = start.elapsed();
@@ -210,6 +234,10 @@ fn drive(
             }
             cpu_before =
                 Some((pid.map(CpuSample::read).unwrap_or_default(), UdpCounters::read(), Instant::now()));
+            if let Some(hook) = &config.during {
+                let (hook, stop) = (hook.clone(), hook_stop.clone());
+                hook_thread = Some(std::thread::spawn(move || (hook.0)(router, &stop)));
+            }
         }
         if let Some(b) = &bar {
             b.set_position(elapsed.as_secs());
@@ -255,6 +283,8 @@ fn drive(
         UdpCounters::read(),
         Instant::now(),
     ));
+    hook_stop.store(true, Ordering::Relaxed);
+    let during_samples = hook_thread.map(|t| t.join().unwrap_or_default()).unwrap_or_default();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
@@ -271,7 +301,12 @@ fn drive(
         }
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).map_err(|e| e.to_string())?;
-    for (r, id, seq, lat_ns) in &log {
+    let mut last_arrival: std::collections::HashMap<(u32, u32), u64> = std::collections::HashMap::new();
+    let mut max_gap_ns = 0u64;
+    for (r, id, seq, lat_ns, at) in &log {
+        if let Some(prev) = last_arrival.insert((*r, *id), *at) {
+            max_gap_ns = max_gap_ns.max(at.saturating_sub(prev));
+        }
         if let Some(Some(t)) = trackers.get_mut(*r as usize).and_then(|v| v.get_mut(*id as usize)) {
             if t.record(*seq) {
                 let _ = hist.record((lat_ns / 1000).max(1));
@@ -327,5 +362,7 @@ fn drive(
         udp_in_errors: udp.in_errors,
         udp_rcvbuf_errors: udp.rcvbuf_errors,
         udp_sndbuf_errors: udp.sndbuf_errors,
+        max_gap_us: max_gap_ns / 1000,
+        during_samples,
     })
 }
