@@ -44,6 +44,12 @@ enum Cmd {
         #[arg(long, default_value_t = 0)]
         interval_ms: u64,
     },
+    /// API calls per second and their latency while the load runs (create + close a router on
+    /// core 0, back to back), plus the cores' command-apply time.
+    Api {
+        #[command(flatten)]
+        run: RunArgs,
+    },
     /// shardcast vs the floor relay, side by side, on a list of rates: prints the table and
     /// writes an SVG plot.
     Compare {
@@ -256,6 +262,69 @@ fn main() -> std::process::ExitCode {
                         r.lost,
                         r.expected_out,
                         r.duplicated
+                    );
+                    emit(&r, &a.json);
+                }
+                Err(e) => {
+                    eprintln!("shardcast-loadgen: {e}");
+                    return std::process::ExitCode::from(1);
+                }
+            }
+        }
+        Cmd::Api { run: a } => {
+            let mut config = a.config(TargetName::Shardcast, a.rate);
+            let (api, token) = (a.api.clone(), a.token.clone());
+            config.during = Some(DuringHook(Arc::new(move |_, stop| {
+                let mut samples = Vec::new();
+                let Ok(client) =
+                    reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build()
+                else {
+                    return samples;
+                };
+                let auth = |r: reqwest::blocking::RequestBuilder| match &token {
+                    Some(t) => r.header("Authorization", format!("Bearer {t}")),
+                    None => r,
+                };
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = std::time::Instant::now();
+                    let created =
+                        auth(client.post(format!("{api}/routers")).json(&serde_json::json!({"core": 0})))
+                            .send()
+                            .ok()
+                            .and_then(|r| r.json::<serde_json::Value>().ok());
+                    samples.push(t0.elapsed().as_micros() as u64);
+                    let Some(id) = created.and_then(|v| v["id"].as_u64()) else { break };
+                    let t1 = std::time::Instant::now();
+                    if auth(client.delete(format!("{api}/routers/{id}"))).send().is_err() {
+                        break;
+                    }
+                    samples.push(t1.elapsed().as_micros() as u64);
+                }
+                samples
+            })));
+            match run(&config) {
+                Ok(r) => {
+                    let mut v = r.during_samples.clone();
+                    v.sort_unstable();
+                    let n = v.len();
+                    let q = |f: f64| {
+                        v.get(((n as f64 * f) as usize).min(n.saturating_sub(1))).copied().unwrap_or(0)
+                    };
+                    eprintln!("{}", summary(&r));
+                    let stats: serde_json::Value = reqwest::blocking::get(format!("{}/stats", a.api))
+                        .ok()
+                        .and_then(|r| r.json().ok())
+                        .unwrap_or_default();
+                    let core0 = &stats["cores"][0];
+                    println!(
+                        "api: {n} calls in {:.1} s ({:.0}/s) under {:.0} delivered pps; call latency p50/p99/max {}/{}/{} µs; core 0 apply max {} µs",
+                        r.window_secs,
+                        n as f64 / r.window_secs,
+                        r.delivered_pps,
+                        q(0.5),
+                        q(0.99),
+                        v.last().copied().unwrap_or(0),
+                        core0["apply_ns_max"].as_u64().unwrap_or(0) / 1000,
                     );
                     emit(&r, &a.json);
                 }
