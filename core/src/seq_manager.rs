@@ -9,6 +9,9 @@
 
 use crate::ids::SeqNo;
 
+/// How far behind the newest input a packet may arrive and still be forwarded.
+const SYNC_WINDOW: u16 = 0x4000;
+
 /// True when `a` is newer than `b` in RFC 3550 serial-number arithmetic (half-range rule).
 pub fn seq_newer(a: u16, b: u16) -> bool {
     a != b && a.wrapping_sub(b) < 0x8000
@@ -68,6 +71,12 @@ impl SeqManager {
         if seq_newer(input, self.max_input) {
             self.max_input = input;
             self.max_output = output;
+            // Keep the refusal point within a quarter of the sequence space behind the newest
+            // input: serial-number comparison only works within half the space, so a fixed sync
+            // point would start refusing every packet 32,768 packets later.
+            if self.max_input.wrapping_sub(self.sync_input) > SYNC_WINDOW {
+                self.sync_input = self.max_input.wrapping_sub(SYNC_WINDOW);
+            }
         }
         Some(SeqNo(output))
     }
@@ -156,6 +165,33 @@ mod tests {
         assert_eq!(out, SeqNo(11));
         assert_eq!(m.output_to_input(SeqNo(11)), SeqNo(1000));
         assert_eq!(m.max_output(), Some(SeqNo(11)));
+    }
+
+    #[test]
+    fn long_runs_and_many_wraps_are_never_refused() {
+        let mut m = SeqManager::new();
+        for i in 0..300_000u32 {
+            let seq = (i as u16).wrapping_add(1234);
+            assert_eq!(m.input(SeqNo(seq)), Some(SeqNo(seq)), "packet {i}");
+        }
+        // After a sync, too.
+        m.sync();
+        let base = m.input(SeqNo(7)).unwrap().0;
+        for i in 1..200_000u32 {
+            assert_eq!(m.input(SeqNo((i as u16).wrapping_add(7))), Some(SeqNo(base.wrapping_add(i as u16))));
+        }
+    }
+
+    #[test]
+    fn very_late_packets_are_refused_not_misnumbered() {
+        let mut m = SeqManager::new();
+        for s in 0..20_000u16 {
+            m.input(SeqNo(s));
+        }
+        // 17,000 packets late: outside the window.
+        assert_eq!(m.input(SeqNo(2_999)), None);
+        // 1,000 late: still forwarded in place.
+        assert_eq!(m.input(SeqNo(19_000)), Some(SeqNo(19_000)));
     }
 
     #[test]
