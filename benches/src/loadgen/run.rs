@@ -174,6 +174,8 @@ fn drive(
         let mut log: Vec<(u32, u32, u64, u64, u64)> = Vec::with_capacity(1 << 20);
         let mut ready = vec![false; fds.len()];
         let mut batch = RecvBatch::new(64, 2048);
+        // Kernel receive timestamps: latency is not inflated by this thread's scheduling.
+        let stamped = fds.iter().all(|fd| batch.enable_timestamps(*fd).is_ok());
         let mut quiet_since: Option<Instant> = None;
         loop {
             if rx_done.load(Ordering::Relaxed) {
@@ -193,6 +195,11 @@ fn drive(
                     }
                     for k in 0..n {
                         if let Some((id, seq, sent)) = parse(batch.get(k).0) {
+                            let at = if stamped {
+                                batch.timestamp(k).map_or(at, |t| t.as_nanos() as u64)
+                            } else {
+                                at
+                            };
                             log.push((i as u32, id, seq, at.saturating_sub(sent), at));
                         }
                     }

@@ -77,7 +77,13 @@ pub struct RecvBatch {
     sources: Box<[SocketAddr]>,
     lens: Box<[usize]>,
     len: usize,
+    /// Per-slot control buffers for SCM_TIMESTAMPNS (empty unless `enable_timestamps`).
+    control: Box<[[u64; CONTROL_WORDS]]>,
+    stamps: Box<[Option<std::time::Duration>]>,
 }
+
+/// Room for one `cmsghdr` + `timespec`, 8-byte aligned.
+const CONTROL_WORDS: usize = 8;
 
 impl std::fmt::Debug for RecvBatch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -115,15 +121,50 @@ impl RecvBatch {
             sources: vec![unspecified; slots].into_boxed_slice(),
             lens: vec![0; slots].into_boxed_slice(),
             len: 0,
+            control: Box::new([]),
+            stamps: vec![None; slots].into_boxed_slice(),
         }
+    }
+
+    /// Asks the kernel for a receive timestamp per datagram (SO_TIMESTAMPNS) on `fd`, and
+    /// makes room for them; see [`RecvBatch::timestamp`].
+    pub fn enable_timestamps(&mut self, fd: RawFd) -> io::Result<()> {
+        let on: libc::c_int = 1;
+        // SAFETY: `on` is a live c_int of the size passed; the kernel only reads it.
+        let rc = unsafe {
+            libc::setsockopt(
+                fd,
+                libc::SOL_SOCKET,
+                libc::SO_TIMESTAMPNS,
+                (&on as *const libc::c_int).cast(),
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if self.control.is_empty() {
+            self.control = vec![[0u64; CONTROL_WORDS]; self.hdrs.len()].into_boxed_slice();
+            for (h, c) in self.hdrs.iter_mut().zip(self.control.iter_mut()) {
+                h.msg_hdr.msg_control = c.as_mut_ptr().cast();
+            }
+        }
+        Ok(())
+    }
+
+    /// The kernel's receive time of datagram `i` (since the Unix epoch), when enabled.
+    pub fn timestamp(&self, i: usize) -> Option<std::time::Duration> {
+        self.stamps.get(i).copied().flatten()
     }
 
     /// Receives up to `slots` datagrams without blocking; `Ok(0)` when none is queued.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.len = 0;
+        let control_len = if self.control.is_empty() { 0 } else { CONTROL_WORDS * 8 };
         for h in self.hdrs.iter_mut() {
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_hdr.msg_flags = 0;
+            h.msg_hdr.msg_controllen = control_len as _;
             h.msg_len = 0;
         }
         // SAFETY: every header points at a live iovec (into `buffers`) and a live sockaddr_storage
@@ -149,6 +190,7 @@ impl RecvBatch {
         for i in 0..n {
             self.lens[i] = (self.hdrs[i].msg_len as usize).min(self.slot_size);
             self.sources[i] = decode(&self.addrs[i]).unwrap_or(unspecified);
+            self.stamps[i] = if control_len > 0 { read_timestamp(&self.hdrs[i].msg_hdr) } else { None };
         }
         self.len = n;
         let _ = &self.iovecs;
@@ -173,6 +215,24 @@ impl RecvBatch {
         let start = i * self.slot_size;
         (&self.buffers[start..start + self.lens[i]], self.sources[i])
     }
+}
+
+/// Finds SCM_TIMESTAMPNS in a received message's control data.
+fn read_timestamp(msg: &libc::msghdr) -> Option<std::time::Duration> {
+    // SAFETY: `msg` was filled by recvmmsg with `msg_control` pointing at our aligned buffer and
+    // `msg_controllen` set by the kernel to the bytes it wrote; CMSG_FIRSTHDR/NXTHDR stay within
+    // that length and return null at the end.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        while !cmsg.is_null() {
+            if (*cmsg).cmsg_level == libc::SOL_SOCKET && (*cmsg).cmsg_type == libc::SCM_TIMESTAMPNS {
+                let ts = std::ptr::read_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::timespec>());
+                return Some(std::time::Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32));
+            }
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    None
 }
 
 /// What a flush did.
@@ -388,6 +448,22 @@ mod tests {
             assert_eq!(&d[..2], &[0xAB, i as u8]);
             assert_eq!(&d[2..], &payloads[i][..]);
         }
+    }
+
+    #[test]
+    fn kernel_receive_timestamps_when_enabled() {
+        let (a, b) = (bind(), bind());
+        let mut recv = RecvBatch::new(4, 2048);
+        recv.enable_timestamps(b.as_raw_fd()).unwrap();
+        let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
+        a.send_to(b"x", b.local_addr().unwrap()).unwrap();
+        let got = recv_all(&mut recv, &b, 1);
+        assert_eq!(got.len(), 1);
+        let ts = recv.timestamp(0).expect("a kernel timestamp");
+        assert!(
+            ts >= before - Duration::from_millis(1) && ts < before + Duration::from_secs(5),
+            "{ts:?} vs {before:?}"
+        );
     }
 
     #[test]
