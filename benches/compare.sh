@@ -25,8 +25,9 @@ for t in /proc/$DAEMON/task/*; do taskset -pc 1 "$(basename "$t")" > /dev/null; 
 LG="$BIN/shardcast-loadgen"
 COMMON=(--api "$API" --cpu 0 --floor-cpu 1 --floor-bin "$BIN/shardcast-floor" --reps "$REPS" --duration-secs "$DUR" --warmup-secs "$WARM")
 echo "## p2p (1 stream), input pps"
-"$LG" compare "${COMMON[@]}" --profile p2p --streams 1 --rates 20000,50000,100000 --svg benches/p2p.svg 2>/dev/null
+"$LG" compare "${COMMON[@]}" --profile p2p --streams 1 --rates 20000,50000,100000 --svg benches/p2p.svg 2>>"$OUT/runs.log"
 echo; echo "## p2p10 (10 streams), input pps"
-"$LG" compare "${COMMON[@]}" --profile p2p --streams 10 --rates 100000 --svg benches/p2p10.svg 2>/dev/null
+"$LG" compare "${COMMON[@]}" --profile p2p --streams 10 --rates 100000 --svg benches/p2p10.svg 2>>"$OUT/runs.log"
 echo; echo "## fanout (10 streams x 10 consumers), output pps"
-"$LG" compare "${COMMON[@]}" --profile fanout --streams 10 --consumers 10 --rates 100000,200000,250000 --svg benches/fanout.svg 2>/dev/null
+"$LG" compare "${COMMON[@]}" --profile fanout --streams 10 --consumers 10 --rates 100000,200000,250000 --svg benches/fanout.svg 2>>"$OUT/runs.log"
+echo; echo "per-run summaries: $OUT/runs.log"
