@@ -83,6 +83,17 @@ impl Rng {
 
 #[test]
 fn concurrent_clients_never_leave_views_disagreeing() {
+    race(false);
+}
+
+/// The same, while a fifth client moves the router between the two cores non-stop: calls
+/// issued during a move apply before or after it, never lost, and the wire still agrees.
+#[test]
+fn concurrent_clients_and_live_moves_keep_every_view_consistent() {
+    race(true);
+}
+
+fn race(with_moves: bool) {
     let sc = Shardcast::start(Config::for_tests(2)).unwrap();
     let ip = IpAddr::from(LOCALHOST);
     let (router, _) = sc.create_router(None).unwrap();
@@ -113,6 +124,21 @@ fn concurrent_clients_never_leave_views_disagreeing() {
     let now = |c: &AtomicU64| c.load(Ordering::SeqCst);
 
     // The pauser: toggles the producer, recording when it was surely paused / surely active.
+    let moving = Arc::new(AtomicBool::new(with_moves));
+    let mover = {
+        let (sc, moving) = (sc.clone(), moving.clone());
+        std::thread::spawn(move || {
+            let mut moves = 0u32;
+            let mut to = 1;
+            while moving.load(Ordering::Relaxed) {
+                sc.move_router(router, to).unwrap();
+                moves += 1;
+                to = 1 - to;
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            moves
+        })
+    };
     let pauser = {
         let (sc, counter) = (sc.clone(), counter.clone());
         std::thread::spawn(move || {
@@ -214,6 +240,9 @@ fn concurrent_clients_never_leave_views_disagreeing() {
 
     let (producer_paused, producer_active) = pauser.join().unwrap();
     let mut logs: Vec<_> = clients.into_iter().flat_map(|c| c.join().unwrap()).collect();
+    moving.store(false, Ordering::Relaxed);
+    let moves = mover.join().unwrap();
+    assert_eq!(moves > 20, with_moves, "{moves} moves");
     let end = now(&counter);
     for (log, _, since) in logs.iter_mut() {
         if let Some(s) = since.take() {

@@ -429,6 +429,9 @@ impl CoreState {
             let Some(export) = state.borrow().imports.pop() else { return };
             let RouterExport { id, router, sockets, frozen_at, from } = export;
             let mut st = state.borrow_mut();
+            // Barrier (see below), raised before anything else: the socket tasks spawned by
+            // `attach_socket` may be polled at once, and must not read before it lifts.
+            st.barriers += 1;
             for key in router.shared_port_keys() {
                 // This core owns the flow now: no steering for it here.
                 st.shard.set_steering(key, id, None);
@@ -456,9 +459,8 @@ impl CoreState {
                 len: 0,
                 data: [0; HOP_MTU],
             };
-            if Self::push_marker(&st.peers, from, marker) {
-                st.barriers += 1;
-            } else {
+            if !Self::push_marker(&st.peers, from, marker) {
+                st.barriers = st.barriers.saturating_sub(1);
                 st.barrier_failures += 1;
             }
             st.publish();

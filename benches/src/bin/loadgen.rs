@@ -100,6 +100,7 @@ struct RunArgs {
     streams: usize,
     #[arg(long, default_value_t = 10)]
     consumers: usize,
+    /// Conference size (for `search --profile conference`: the upper bound).
     #[arg(long, default_value_t = 10)]
     participants: usize,
     /// p2p: input pps; fanout: output pps.
@@ -177,11 +178,21 @@ fn main() -> std::process::ExitCode {
             }
         },
         Cmd::Search { run: a, min, max, loss_threshold, steps } => {
-            let (mut lo, mut hi) = (min, max);
+            // Conference: search the number of participants (consumers = P × (P − 1) × 2 streams);
+            // otherwise the rate.
+            let conference = matches!(a.profile, ProfileName::Conference);
+            let (mut lo, mut hi) = if conference { (2.0, a.participants.max(3) as f64) } else { (min, max) };
             let mut best: Option<RunResult> = None;
             for _ in 0..steps {
-                let rate = (lo + hi) / 2.0;
-                match run(&a.config(a.target, rate)) {
+                let rate = if conference { ((lo + hi) / 2.0).round() } else { (lo + hi) / 2.0 };
+                if conference && (rate <= lo || rate >= hi) {
+                    break;
+                }
+                let mut config = a.config(a.target, rate);
+                if conference {
+                    config.profile = Profile::Conference { participants: rate as usize };
+                }
+                match run(&config) {
                     Ok(r) => {
                         eprintln!("{}", summary(&r));
                         if r.loss_pct < loss_threshold {
@@ -199,7 +210,15 @@ fn main() -> std::process::ExitCode {
             }
             match best {
                 Some(r) => {
-                    eprintln!("max rate with loss < {loss_threshold}%: {:.0}", r.rate);
+                    if let Profile::Conference { participants } = r.profile {
+                        println!(
+                            "max conference with loss < {loss_threshold}%: {participants} participants = {} consumers (audio + video), {:.0} output pps",
+                            participants * (participants - 1) * 2,
+                            r.delivered_pps
+                        );
+                    } else {
+                        println!("max rate with loss < {loss_threshold}%: {:.0}", r.rate);
+                    }
                     emit(&r, &a.json);
                 }
                 None => eprintln!("no rate in [{min}, {max}] had loss < {loss_threshold}%"),
