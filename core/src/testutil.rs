@@ -76,3 +76,84 @@ pub fn fanout_setup(
     }
     CommandBatch { seq: 1, commands }
 }
+
+/// Builds the commands of a room: a router, producers on transports connected to their
+/// senders, consumers on transports connected to their receivers. Transport ids are the
+/// producer's / consumer's own id.
+#[derive(Debug)]
+pub struct Room {
+    router: RouterId,
+    commands: Vec<Command>,
+}
+
+impl Room {
+    /// `CreateRouter`.
+    pub fn new(router: RouterId) -> Room {
+        Room { router, commands: vec![Command::CreateRouter { router }] }
+    }
+
+    /// A transport `id` on `socket` connected to `remote`, with producer `id` (`ssrc`, `pt`).
+    pub fn producer(mut self, id: u32, socket: SocketId, remote: SocketAddr, ssrc: u32, pt: u8) -> Room {
+        let (router, transport) = (self.router, TransportId(id));
+        let video = pt >= 96 && pt != 111;
+        self.commands.push(Command::CreatePlainTransport {
+            router,
+            transport,
+            options: PlainTransportOptions { socket, remote: Some(remote), comedia: false },
+        });
+        self.commands.push(Command::CreateProducer {
+            router,
+            transport,
+            producer: ProducerId(id),
+            options: ProducerOptions {
+                kind: if video { MediaKind::Video } else { MediaKind::Audio },
+                ssrc: Ssrc(ssrc),
+                payload_type: PayloadType(pt),
+                clock_rate: if video { 90000 } else { 48000 },
+                paused: false,
+            },
+        });
+        self
+    }
+
+    /// A transport `id` on `socket` connected to `remote` (created once per id), with consumer
+    /// `id` of `producer` (`ssrc`, `pt`).
+    pub fn consumer(
+        mut self,
+        id: u32,
+        socket: SocketId,
+        remote: SocketAddr,
+        producer: u32,
+        ssrc: u32,
+        pt: u8,
+    ) -> Room {
+        let (router, transport) = (self.router, TransportId(id));
+        self.commands.push(Command::CreatePlainTransport {
+            router,
+            transport,
+            options: PlainTransportOptions { socket, remote: Some(remote), comedia: false },
+        });
+        self.consumer_on(id, id, producer, ssrc, pt)
+    }
+
+    /// Consumer `id` of `producer` on the existing transport `transport`.
+    pub fn consumer_on(mut self, id: u32, transport: u32, producer: u32, ssrc: u32, pt: u8) -> Room {
+        self.commands.push(Command::CreateConsumer {
+            router: self.router,
+            transport: TransportId(transport),
+            consumer: ConsumerId(id),
+            options: ConsumerOptions {
+                producer: ProducerId(producer),
+                ssrc: Ssrc(ssrc),
+                payload_type: PayloadType(pt),
+                paused: false,
+            },
+        });
+        self
+    }
+
+    /// The commands, in order.
+    pub fn commands(self) -> Vec<Command> {
+        self.commands
+    }
+}

@@ -1,8 +1,9 @@
 //! A consumer whose destination is gone (its socket closed: the kernel answers ICMP port
 //! unreachable) loses only its own packets; every other consumer sees no loss.
 
-use shardcast_core::command::{Command, ConsumerOptions, PlainTransportOptions, ProducerOptions, SocketId};
-use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
+use shardcast_core::command::SocketId;
+use shardcast_core::ids::RouterId;
+use shardcast_core::testutil::Room;
 use shardcast_tests::{header, rtp, Peer, Plane, DEADLINE};
 
 const R: RouterId = RouterId(1);
@@ -15,57 +16,14 @@ fn a_vanished_consumer_hurts_nobody_else() {
     let gone = Peer::new();
     let gone_addr = gone.addr();
     drop(gone);
-    let mut commands = vec![
-        Command::CreateRouter { router: R },
-        Command::CreatePlainTransport {
-            router: R,
-            transport: TransportId(1),
-            options: PlainTransportOptions {
-                socket: SocketId::SHARED,
-                remote: Some(sender.addr()),
-                comedia: false,
-            },
-        },
-        Command::CreateProducer {
-            router: R,
-            transport: TransportId(1),
-            producer: ProducerId(1),
-            options: ProducerOptions {
-                kind: MediaKind::Audio,
-                ssrc: Ssrc(5),
-                payload_type: PayloadType(111),
-                clock_rate: 48000,
-                paused: false,
-            },
-        },
-    ];
-    // Consumer 0 goes to the closed port; the others are alive. All share the same egress
+    // Consumer 10 goes to the closed port; the others are alive. All share the same egress
     // socket (the shared port), so one sendmmsg batch mixes dead and live destinations.
     let remotes: Vec<_> = std::iter::once(gone_addr).chain(receivers.iter().map(|r| r.addr())).collect();
+    let mut room = Room::new(R).producer(1, SocketId::SHARED, sender.addr(), 5, 111);
     for (i, remote) in remotes.iter().enumerate() {
-        let i = i as u32;
-        commands.push(Command::CreatePlainTransport {
-            router: R,
-            transport: TransportId(10 + i),
-            options: PlainTransportOptions {
-                socket: SocketId::SHARED,
-                remote: Some(*remote),
-                comedia: false,
-            },
-        });
-        commands.push(Command::CreateConsumer {
-            router: R,
-            transport: TransportId(10 + i),
-            consumer: ConsumerId(10 + i),
-            options: ConsumerOptions {
-                producer: ProducerId(1),
-                ssrc: Ssrc(50 + i),
-                payload_type: PayloadType(111),
-                paused: false,
-            },
-        });
+        room = room.consumer(10 + i as u32, SocketId::SHARED, *remote, 1, 50 + i as u32, 111);
     }
-    plane.route(0, commands);
+    plane.route(0, room.commands());
     let shared = plane.shared_addr();
     for seq in 0..500u16 {
         sender.send(shared, &rtp(5, seq, u32::from(seq) * 960, 111, &[1; 160]));

@@ -4,8 +4,9 @@
 
 use std::time::Duration;
 
-use shardcast_core::command::{Command, ConsumerOptions, PlainTransportOptions, ProducerOptions};
-use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
+use shardcast_core::command::Command;
+use shardcast_core::ids::{ConsumerId, RouterId};
+use shardcast_core::testutil::Room;
 use shardcast_tests::{header, rtp, Peer, Plane, DEADLINE};
 
 const R: RouterId = RouterId(1);
@@ -16,47 +17,12 @@ fn one_to_three_rewrites_and_pause_resume_is_contiguous() {
     let sender = Peer::new();
     let receivers: Vec<Peer> = (0..3).map(|_| Peer::new()).collect();
     let (in_sock, in_addr) = plane.socket(0);
-    let mut commands = vec![
-        Command::CreateRouter { router: R },
-        Command::CreatePlainTransport {
-            router: R,
-            transport: TransportId(1),
-            options: PlainTransportOptions { socket: in_sock, remote: Some(sender.addr()), comedia: false },
-        },
-        Command::CreateProducer {
-            router: R,
-            transport: TransportId(1),
-            producer: ProducerId(1),
-            options: ProducerOptions {
-                kind: MediaKind::Video,
-                ssrc: Ssrc(1111),
-                payload_type: PayloadType(96),
-                clock_rate: 90000,
-                paused: false,
-            },
-        },
-    ];
+    let mut room = Room::new(R).producer(1, in_sock, sender.addr(), 1111, 96);
     for (i, r) in receivers.iter().enumerate() {
         let (sock, _) = plane.socket(0);
-        let t = TransportId(10 + i as u32);
-        commands.push(Command::CreatePlainTransport {
-            router: R,
-            transport: t,
-            options: PlainTransportOptions { socket: sock, remote: Some(r.addr()), comedia: false },
-        });
-        commands.push(Command::CreateConsumer {
-            router: R,
-            transport: t,
-            consumer: ConsumerId(10 + i as u32),
-            options: ConsumerOptions {
-                producer: ProducerId(1),
-                ssrc: Ssrc(9000 + i as u32),
-                payload_type: PayloadType(100),
-                paused: false,
-            },
-        });
+        room = room.consumer(10 + i as u32, sock, r.addr(), 1, 9000 + i as u32, 100);
     }
-    plane.route(0, commands);
+    plane.route(0, room.commands());
 
     let payload = |seq: u16| -> Vec<u8> { (0..500).map(|i| (i as u16 ^ seq) as u8).collect() };
     for seq in 1000..1100u16 {

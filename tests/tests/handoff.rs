@@ -7,10 +7,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardcast_core::command::{
-    BatchReply, Command, ConsumerOptions, Outcome, PlainTransportOptions, ProducerOptions, SocketId, SteerKey,
-};
-use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
+use shardcast_core::command::{BatchReply, Command, Outcome, SocketId, SteerKey};
+use shardcast_core::ids::RouterId;
+use shardcast_core::testutil::Room;
 use shardcast_dataplane::CoreOp;
 use shardcast_tests::{header, rtp, Peer, Plane, DEADLINE};
 
@@ -31,58 +30,23 @@ fn thousand_moves_with_a_dedicated_producer_socket() {
     moves(false);
 }
 
+/// The two tests each load both CPUs; run them one after the other.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn moves(producer_on_shared_port: bool) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut plane = Plane::start(2);
     let shared = plane.shared_addr();
     let (producer_socket, ingress) =
         if producer_on_shared_port { (SocketId::SHARED, shared) } else { plane.socket(0) };
     let sender = Peer::new();
     let receivers: Vec<Peer> = (0..CONSUMERS).map(|_| Peer::new()).collect();
-    let mut commands = vec![
-        Command::CreateRouter { router: R },
-        Command::CreatePlainTransport {
-            router: R,
-            transport: TransportId(1),
-            options: PlainTransportOptions {
-                socket: producer_socket,
-                remote: Some(sender.addr()),
-                comedia: false,
-            },
-        },
-        Command::CreateProducer {
-            router: R,
-            transport: TransportId(1),
-            producer: ProducerId(1),
-            options: ProducerOptions {
-                kind: MediaKind::Video,
-                ssrc: Ssrc(42),
-                payload_type: PayloadType(96),
-                clock_rate: 90000,
-                paused: false,
-            },
-        },
-    ];
+    let mut room = Room::new(R).producer(1, producer_socket, sender.addr(), 42, 96);
     for (i, r) in receivers.iter().enumerate() {
-        let i = i as u32;
         let (sock, _) = plane.socket(0);
-        commands.push(Command::CreatePlainTransport {
-            router: R,
-            transport: TransportId(10 + i),
-            options: PlainTransportOptions { socket: sock, remote: Some(r.addr()), comedia: false },
-        });
-        commands.push(Command::CreateConsumer {
-            router: R,
-            transport: TransportId(10 + i),
-            consumer: ConsumerId(10 + i),
-            options: ConsumerOptions {
-                producer: ProducerId(1),
-                ssrc: Ssrc(7000 + i),
-                payload_type: PayloadType(96),
-                paused: false,
-            },
-        });
+        room = room.consumer(10 + i as u32, sock, r.addr(), 1, 7000 + i as u32, 96);
     }
-    plane.route(0, commands);
+    plane.route(0, room.commands());
     plane.route(
         1,
         vec![Command::SetSteering { router: R, key: SteerKey::Remote(sender.addr()), core: Some(0) }],

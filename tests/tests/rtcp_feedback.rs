@@ -5,11 +5,11 @@
 
 use std::time::Duration;
 
-use shardcast_core::command::{Command, ConsumerOptions, PlainTransportOptions, ProducerOptions};
-use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
+use shardcast_core::ids::RouterId;
 use shardcast_core::rtcp::{
     Nack, NackRepr, Pli, PliRepr, ReceiverReportRepr, RtcpCompound, RtcpPacket, SenderReportRepr,
 };
+use shardcast_core::testutil::Room;
 use shardcast_tests::{header, rtp, Peer, Plane, DEADLINE};
 
 const R: RouterId = RouterId(1);
@@ -21,53 +21,15 @@ fn pli_nack_sr_rr_between_consumer_and_producer() {
     let consumer = Peer::new();
     let (in_sock, in_addr) = plane.socket(0);
     let (out_sock, out_addr) = plane.socket(0);
-    plane.route(
-        0,
-        vec![
-            Command::CreateRouter { router: R },
-            Command::CreatePlainTransport {
-                router: R,
-                transport: TransportId(1),
-                options: PlainTransportOptions {
-                    socket: in_sock,
-                    remote: Some(producer.addr()),
-                    comedia: false,
-                },
-            },
-            Command::CreateProducer {
-                router: R,
-                transport: TransportId(1),
-                producer: ProducerId(1),
-                options: ProducerOptions {
-                    kind: MediaKind::Video,
-                    ssrc: Ssrc(1111),
-                    payload_type: PayloadType(96),
-                    clock_rate: 90000,
-                    paused: false,
-                },
-            },
-            Command::CreatePlainTransport {
-                router: R,
-                transport: TransportId(2),
-                options: PlainTransportOptions {
-                    socket: out_sock,
-                    remote: Some(consumer.addr()),
-                    comedia: false,
-                },
-            },
-            Command::CreateConsumer {
-                router: R,
-                transport: TransportId(2),
-                consumer: ConsumerId(1),
-                options: ConsumerOptions {
-                    producer: ProducerId(1),
-                    ssrc: Ssrc(2222),
-                    payload_type: PayloadType(96),
-                    paused: false,
-                },
-            },
-        ],
+    let room = Room::new(R).producer(1, in_sock, producer.addr(), 1111, 96).consumer(
+        2,
+        out_sock,
+        consumer.addr(),
+        1,
+        2222,
+        96,
     );
+    plane.route(0, room.commands());
     // Media 500..510 with 505 "lost" on the way (the producer does not send it yet).
     for seq in (500..510u16).filter(|s| *s != 505) {
         producer.send(in_addr, &rtp(1111, seq, u32::from(seq) * 3000, 96, &seq.to_be_bytes()));

@@ -6,8 +6,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use shardcast_core::command::{Command, ConsumerOptions, PlainTransportOptions, ProducerOptions};
-use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
+use shardcast_core::ids::RouterId;
+use shardcast_core::testutil::Room;
 use shardcast_tests::{rtp, Peer, Plane, DEADLINE};
 
 struct Counting;
@@ -44,47 +44,12 @@ fn forwarding_through_a_running_core_allocates_nothing_per_packet() {
     let sender = Peer::new();
     let receivers: Vec<Peer> = (0..CONSUMERS).map(|_| Peer::new()).collect();
     let (in_sock, in_addr) = plane.socket(0);
-    let mut commands = vec![
-        Command::CreateRouter { router: R },
-        Command::CreatePlainTransport {
-            router: R,
-            transport: TransportId(1),
-            options: PlainTransportOptions { socket: in_sock, remote: Some(sender.addr()), comedia: false },
-        },
-        Command::CreateProducer {
-            router: R,
-            transport: TransportId(1),
-            producer: ProducerId(1),
-            options: ProducerOptions {
-                kind: MediaKind::Video,
-                ssrc: Ssrc(1),
-                payload_type: PayloadType(96),
-                clock_rate: 90000,
-                paused: false,
-            },
-        },
-    ];
+    let mut room = Room::new(R).producer(1, in_sock, sender.addr(), 1, 96);
     for (i, r) in receivers.iter().enumerate() {
         let (sock, _) = plane.socket(0);
-        let t = TransportId(10 + i as u32);
-        commands.push(Command::CreatePlainTransport {
-            router: R,
-            transport: t,
-            options: PlainTransportOptions { socket: sock, remote: Some(r.addr()), comedia: false },
-        });
-        commands.push(Command::CreateConsumer {
-            router: R,
-            transport: t,
-            consumer: ConsumerId(10 + i as u32),
-            options: ConsumerOptions {
-                producer: ProducerId(1),
-                ssrc: Ssrc(100 + i as u32),
-                payload_type: PayloadType(96),
-                paused: false,
-            },
-        });
+        room = room.consumer(10 + i as u32, sock, r.addr(), 1, 100 + i as u32, 96);
     }
-    plane.route(0, commands);
+    plane.route(0, room.commands());
     let packets: Vec<Vec<u8>> =
         (0..PACKETS).map(|i| rtp(1, i as u16, i as u32 * 3000, 96, &[9; 400])).collect();
     // Warm up: first packets initialise per-consumer state and glommio's lazy structures.
