@@ -104,10 +104,19 @@ fn moving_a_router_through_the_api_loses_nothing() {
         std::thread::sleep(Duration::from_millis(5));
     }
     std::thread::sleep(Duration::from_millis(20));
+    let moves = i;
     for (i, r) in receivers.iter().enumerate() {
-        let seqs = count(r);
-        assert_eq!(seqs.len() as u64, total, "consumer {i} lost {}", total - seqs.len() as u64);
-        assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "consumer {i}: order or gaps");
+        let arrived = count(r);
+        assert_eq!(arrived.len() as u64, total, "consumer {i} lost {}", total - arrived.len() as u64);
+        // Contiguous numbering once sorted; arrival may swap a packet or two at a move (the
+        // sending CPU changes, see tests/tests/handoff.rs), rarely.
+        let base = arrived[0];
+        let offset = |s: u16| s.wrapping_sub(base) as i16;
+        let reorders = arrived.windows(2).filter(|w| offset(w[1]) < offset(w[0])).count();
+        assert!(reorders <= moves / 20 + 1, "consumer {i}: {reorders} reorders in {moves} moves");
+        let mut seqs = arrived.clone();
+        seqs.sort_by_key(|s| offset(*s));
+        assert!(seqs.windows(2).all(|w| w[1] == w[0].wrapping_add(1)), "consumer {i}: gaps or duplicates");
     }
     let dump = sc.dump_router(router).unwrap();
     assert_eq!(dump["core"], serde_json::json!(0));

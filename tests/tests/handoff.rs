@@ -107,28 +107,51 @@ fn moves(producer_on_shared_port: bool) {
     let total = sent.load(Ordering::Relaxed) as usize;
     assert!(total * CONSUMERS as usize >= 20_000, "at least 20k output packets ({total} in)");
 
+    // Arrival order may differ from forwarding order by a packet or two right at a move: the
+    // kernel hands loopback (like a NIC's per-CPU queues) datagrams sent from different CPUs to
+    // the receiver through per-CPU backlogs, and a move changes the sending CPU. So the check is
+    // on the numbering shardcast assigned: every packet exactly once, sequence numbers
+    // contiguous in send order, timestamps monotonic; arrival reorders are counted and must be
+    // rare and adjacent.
+    let mut reorders = 0usize;
     for (i, r) in receivers.iter().enumerate() {
         let got = r.recv_n(total, DEADLINE);
         assert_eq!(got.len(), total, "consumer {i}: lost {}", total - got.len());
-        let mut prev: Option<shardcast_tests::Header> = None;
-        for (k, p) in got.iter().enumerate() {
+        let mut by_index: Vec<Option<shardcast_tests::Header>> = vec![None; total];
+        let mut last_index: Option<u64> = None;
+        for p in &got {
             let h = header(p);
             assert_eq!(h.ssrc, 7000 + i as u32);
-            assert_eq!(u64::from_be_bytes(p[12..20].try_into().unwrap()), k as u64, "consumer {i}: order");
-            if let Some(prev) = prev {
-                assert_eq!(h.seq, prev.seq.wrapping_add(1), "consumer {i}: contiguous");
-                assert!(h.ts.wrapping_sub(prev.ts) as i32 > 0, "consumer {i}: monotonic timestamps");
+            let index = u64::from_be_bytes(p[12..20].try_into().unwrap());
+            if let Some(last) = last_index {
+                if index < last {
+                    reorders += 1;
+                    assert!(last - index <= 2, "consumer {i}: packet {index} arrived after {last}");
+                }
             }
-            prev = Some(h);
+            last_index = Some(last_index.map_or(index, |l| l.max(index)));
+            let slot = by_index.get_mut(index as usize).expect("index sent");
+            assert!(slot.is_none(), "consumer {i}: packet {index} twice");
+            *slot = Some(h);
+        }
+        let first = by_index[0].expect("packet 0");
+        for (k, h) in by_index.iter().enumerate() {
+            let h = h.expect("every packet once");
+            assert_eq!(h.seq, first.seq.wrapping_add(k as u16), "consumer {i}: contiguous numbering");
+            assert!(
+                k == 0 || h.ts.wrapping_sub(by_index[k - 1].unwrap().ts) as i32 > 0,
+                "monotonic timestamps"
+            );
         }
         assert!(r.drain(Duration::from_millis(50)).is_empty(), "consumer {i}: duplicates");
     }
+    assert!(reorders <= moves / 20, "{reorders} arrival reorders for {moves} moves");
     let (a, b) = (plane.plane.cores()[0].stats(), plane.plane.cores()[1].stats());
     let mut all = a.counters;
     all.add(&b.counters);
     assert_eq!(all.ingress_drops() + all.egress_drops(), 0, "{a:?}\n{b:?}");
     eprintln!(
-        "handoff: {moves} moves, {moves_per_sec:.0} moves/s, freeze max {} µs, {total} packets in, hops {}",
+        "handoff: {moves} moves, {moves_per_sec:.0} moves/s, freeze max {} µs, {total} packets in, hops {}, arrival reorders {reorders}",
         a.freeze_ns_max.max(b.freeze_ns_max) / 1000,
         all.hopped_out
     );
