@@ -172,9 +172,6 @@ impl Controller {
                 self.model.latched(transport, remote);
                 self.events.publish(json!({"event": "transport_latched", "transport": transport.0, "remote": remote.to_string(), "core": core}));
             }
-            Event::ConsumerSendFailing { consumer, .. } => {
-                self.events.publish(json!({"event": "consumer_send_failing", "consumer": consumer.0}));
-            }
         }
     }
 

@@ -231,6 +231,4 @@ impl BatchReply {
 pub enum Event {
     /// A comedia transport latched its remote address on its first valid packet.
     TransportLatched { router: RouterId, transport: TransportId, remote: SocketAddr },
-    /// A consumer's destination refuses packets (ICMP unreachable); counted, others unaffected.
-    ConsumerSendFailing { router: RouterId, consumer: ConsumerId },
 }

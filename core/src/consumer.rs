@@ -88,6 +88,10 @@ impl RtpRewriter {
     pub fn ssrc(&self) -> Ssrc {
         self.ssrc
     }
+
+    pub fn payload_type(&self) -> PayloadType {
+        self.payload_type
+    }
 }
 
 /// Consumer-side statistics.

@@ -45,7 +45,7 @@ pub enum DropReason {
     SendWouldBlock,
     /// PLI/FIR suppressed by the per-producer throttle.
     KeyframeRequestThrottled,
-    /// A NACKed packet no longer in (or never in) the retransmission buffer.
+    /// A NACKed packet neither in the store nor requestable from the producer (too many at once).
     RetransmissionMissing,
 }
 
@@ -122,6 +122,8 @@ pub struct Counters {
     pub hopped_out: u64,
     /// Packets carried here from another core (also counted in `packets_in`).
     pub hopped_in: u64,
+    /// Retransmissions answered from a producer's store (also counted in `outputs`).
+    pub retransmitted: u64,
     /// Copies handed to the kernel (RTP, RTCP and retransmissions).
     pub packets_out: u64,
     /// Bytes handed to the kernel.
@@ -177,6 +179,7 @@ impl Counters {
         self.rtcp_terminated += other.rtcp_terminated;
         self.hopped_out += other.hopped_out;
         self.hopped_in += other.hopped_in;
+        self.retransmitted += other.retransmitted;
         self.packets_out += other.packets_out;
         self.bytes_out += other.bytes_out;
         self.outputs += other.outputs;

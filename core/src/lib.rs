@@ -14,6 +14,7 @@ pub mod queue;
 pub mod router;
 pub mod rtcp;
 pub mod rtp;
+pub mod rtp_store;
 pub mod seq_manager;
 pub mod shard;
 pub mod transport;

@@ -2,6 +2,7 @@
 
 use crate::command::ProducerOptions;
 use crate::ids::{ConsumerId, TransportId};
+use crate::rtp_store::StoreCell;
 
 /// Producer-side statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -26,6 +27,8 @@ pub struct Producer {
     pub(crate) last_keyframe_request_us: Option<u64>,
     /// FIR command sequence number (RFC 5104 §4.3.1.1).
     pub(crate) fir_seq: u8,
+    /// Recent packets, for NACKs (video producers only).
+    pub(crate) store: StoreCell,
 }
 
 impl Producer {
@@ -39,6 +42,7 @@ impl Producer {
             stats: ProducerStats::default(),
             last_keyframe_request_us: None,
             fir_seq: 0,
+            store: StoreCell::default(),
         }
     }
 

@@ -13,12 +13,13 @@ use std::net::SocketAddr;
 use crate::command::{BatchReply, Command, CommandBatch, CommandError, Event, Outcome, SocketId, SteerKey};
 use crate::demux::{classify, PacketClass};
 use crate::drop_reason::{Counters, DropReason};
-use crate::ids::SeqNo;
+use crate::ids::{MediaKind, ProducerId, SeqNo};
 use crate::ids::{RouterId, Ssrc, TransportId};
 use crate::queue::{LeakyQueue, Overflow};
 use crate::router::Router;
 use crate::rtcp::{FirRepr, NackRepr, PliRepr, RtcpCompound, RtcpPacket, SenderReportRepr};
 use crate::rtp::{RtpPacket, FIXED_HEADER_LEN};
+use crate::rtp_store::RtpStore;
 
 /// Keyframe requests (PLI/FIR) forwarded to one producer at most this often.
 pub const KEYFRAME_REQUEST_INTERVAL_US: u64 = 500_000;
@@ -42,6 +43,9 @@ pub enum PayloadRef {
     None,
     /// `datagrams[index][offset..]` of the batch being forwarded (zero-copy).
     Datagram { index: u32, offset: u16 },
+    /// A retransmission: the payload of the packet `seq` kept in a producer's store (after its
+    /// fixed header); see [`Shard::stored_payload`].
+    Stored { router: RouterId, producer: ProducerId, seq: u16 },
 }
 
 /// One datagram to send: `header[..header_len]` followed by the referenced payload.
@@ -283,6 +287,17 @@ impl Shard {
         }
     }
 
+    /// The payload (after the 12-byte fixed header) of a stored packet; empty if it is gone.
+    pub fn stored_payload(&self, router: RouterId, producer: ProducerId, seq: u16) -> &[u8] {
+        self.routers
+            .get(&router)
+            .and_then(|r| r.producers.get(&producer))
+            .and_then(|p| p.store.0.as_ref())
+            .and_then(|s| s.get(SeqNo(seq)))
+            .and_then(|p| p.get(FIXED_HEADER_LEN..))
+            .unwrap_or(&[])
+    }
+
     /// Points shared-port datagrams matching `key` to `router` on core `core` (`None`: remove).
     pub fn set_steering(&mut self, key: SteerKey, router: RouterId, core: Option<u16>) {
         match core {
@@ -468,6 +483,14 @@ impl Shard {
         }
         producer.stats.packets += 1;
         producer.stats.bytes += dgram.data.len() as u64;
+        if producer.options.kind == MediaKind::Video {
+            // Allocated once, at the first packet; then one copy per packet, for NACKs.
+            producer
+                .store
+                .0
+                .get_or_insert_with(|| Box::new(RtpStore::new()))
+                .insert(packet.sequence_number(), dgram.data);
+        }
         producer.stats.last_seq = packet.sequence_number().0;
         producer.stats.last_timestamp = packet.timestamp();
         if producer.paused {
@@ -628,12 +651,52 @@ impl Shard {
                     let mut header = [0u8; OUTPUT_HEADER_MAX];
                     match packet {
                         RtcpPacket::Nack(n) => {
-                            // Translate the consumer's sequence numbers back to the producer's;
-                            // at most 4 FCI entries fit one inline output.
+                            // Answer from the producer's store what it still holds, as the
+                            // consumer numbered it; ask the producer for the rest, in its own
+                            // numbering (at most 4 FCI entries fit one inline output).
+                            let pid = c.producer;
+                            let consumer_out =
+                                transports.get(&c.transport).and_then(|t| Some((t.socket, t.remote_addr()?)));
                             let mut lost: heapless::Vec<u16, 64> = heapless::Vec::new();
                             for seq in n.lost_sequence_numbers() {
-                                if lost.push(c.rewriter.output_to_input(SeqNo(seq)).0).is_err() {
-                                    break;
+                                let input = c.rewriter.output_to_input(SeqNo(seq));
+                                let stored = producer.store.0.as_ref().and_then(|s| s.get(input));
+                                match (stored, consumer_out) {
+                                    (Some(p), Some((csock, cdest))) if p.len() >= FIXED_HEADER_LEN => {
+                                        let mut h = [0u8; OUTPUT_HEADER_MAX];
+                                        h[..FIXED_HEADER_LEN].copy_from_slice(&p[..FIXED_HEADER_LEN]);
+                                        let ts = u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+                                        h[1] = (p[1] & 0x80) | (c.rewriter.payload_type().0 & 0x7f);
+                                        h[2..4].copy_from_slice(&seq.to_be_bytes());
+                                        h[4..8].copy_from_slice(
+                                            &ts.wrapping_add(c.rewriter.ts_offset()).to_be_bytes(),
+                                        );
+                                        h[8..12].copy_from_slice(&c.ssrc().0.to_be_bytes());
+                                        let output = Output {
+                                            socket: csock,
+                                            dest: cdest,
+                                            header: h,
+                                            header_len: FIXED_HEADER_LEN as u8,
+                                            payload: PayloadRef::Stored {
+                                                router: rid,
+                                                producer: pid,
+                                                seq: input.0,
+                                            },
+                                        };
+                                        if out.push(output) {
+                                            self.counters.outputs += 1;
+                                            self.counters.retransmitted += 1;
+                                        } else {
+                                            self.counters.drop(DropReason::OutputFull);
+                                        }
+                                    }
+                                    _ => {
+                                        if lost.push(input.0).is_err() {
+                                            // More than one NACK output can carry: the rest
+                                            // are not retransmitted (counted).
+                                            self.counters.drop(DropReason::RetransmissionMissing);
+                                        }
+                                    }
                                 }
                             }
                             let repr = NackRepr::from_lost(n.sender_ssrc(), producer_ssrc, &lost);
@@ -1145,9 +1208,9 @@ mod tests {
     }
 
     #[test]
-    fn nack_is_mapped_back_to_producer_sequence_numbers() {
+    fn nack_is_answered_from_the_store_or_mapped_back_upstream() {
         let mut s = setup(1);
-        let p = |seq| rtp(1111, seq, 0, 96, b"x");
+        let p = |seq| rtp(1111, seq, u32::from(seq) * 10, 96, &[seq as u8; 4]);
         send(&mut s, 1, addr(5000), &p(100));
         s.apply_batch(&batch(2, vec![Command::PauseConsumer { router: R, consumer: ConsumerId(100) }]));
         send(&mut s, 1, addr(5000), &p(101));
@@ -1155,13 +1218,27 @@ mod tests {
         // Consumer saw 100 -> 100, then 110 -> 101, 111 -> 102.
         send(&mut s, 1, addr(5000), &p(110));
         send(&mut s, 1, addr(5000), &p(111));
-        let nack_repr = crate::rtcp::NackRepr::from_lost(9, 5000, &[101, 102]);
+        // 101 and 102 (producer's 110, 111) are in the store: retransmitted as the consumer
+        // numbered them; 103 (producer's 112) never arrived: asked of the producer as 112.
+        let nack_repr = crate::rtcp::NackRepr::from_lost(9, 5000, &[101, 102, 103]);
         let mut nack = [0u8; 16];
         nack_repr.emit(&mut nack);
-        let out = rtcp_out(&mut s, 100, addr(6000), &nack, 0);
-        assert_eq!(out.len(), 1);
-        let n = crate::rtcp::Nack::new_checked(out[0].header()).unwrap();
+        let mut out: heapless::Vec<Output, 64> = heapless::Vec::new();
+        s.forward(0, &Datagram { socket: SocketId(100), source: addr(6000), data: &nack }, 0, &mut out);
+        assert_eq!(out.len(), 3);
+        for (o, (seq, input)) in out[..2].iter().zip([(101u16, 110u16), (102, 111)]) {
+            assert_eq!((o.socket, o.dest), (SocketId(100), addr(6000)));
+            assert_eq!(u16::from_be_bytes([o.header[2], o.header[3]]), seq);
+            assert_eq!(u32::from_be_bytes(o.header[8..12].try_into().unwrap()), 5000);
+            assert_eq!(u32::from_be_bytes(o.header[4..8].try_into().unwrap()), u32::from(input) * 10);
+            let PayloadRef::Stored { router, producer, seq: stored } = o.payload else { panic!("{o:?}") };
+            assert_eq!(stored, input);
+            assert_eq!(s.stored_payload(router, producer, stored), &[input as u8; 4]);
+        }
+        assert_eq!((out[2].socket, out[2].dest), (SocketId(1), addr(5000)));
+        let n = crate::rtcp::Nack::new_checked(out[2].header()).unwrap();
         assert_eq!(n.media_ssrc(), 1111);
-        assert_eq!(n.lost_sequence_numbers().collect::<Vec<_>>(), vec![110, 111]);
+        assert_eq!(n.lost_sequence_numbers().collect::<Vec<_>>(), vec![112]);
+        assert_eq!(s.counters().retransmitted, 2);
     }
 }

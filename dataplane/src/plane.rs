@@ -116,6 +116,7 @@ pub struct CoreStats {
     pub(crate) wakeups: AtomicU64,
     pub(crate) hops: AtomicU64,
     pub(crate) hopped_in: AtomicU64,
+    pub(crate) retransmitted: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) socket_errors: AtomicU64,
     pub(crate) routers: AtomicU64,
@@ -159,6 +160,7 @@ impl CoreStats {
         self.rtcp_terminated.store(c.rtcp_terminated, r);
         self.hops.store(c.hopped_out, r);
         self.hopped_in.store(c.hopped_in, r);
+        self.retransmitted.store(c.retransmitted, r);
         for (a, v) in self.drops.iter().zip(c.drops.iter()) {
             a.store(*v, r);
         }
@@ -176,6 +178,7 @@ impl CoreStats {
             outputs: self.outputs.load(r),
             hopped_out: self.hops.load(r),
             hopped_in: self.hopped_in.load(r),
+            retransmitted: self.retransmitted.load(r),
             drops: [0; DropReason::COUNT],
         };
         for (v, a) in counters.drops.iter_mut().zip(self.drops.iter()) {

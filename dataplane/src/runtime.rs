@@ -536,12 +536,14 @@ impl CoreState {
             let socket = first.socket;
             cursor += 1;
             let fd = sockets.get(&socket).map(|e| e.fd);
-            let counters = shard.counters_mut();
+            // Counted locally: the stored payloads borrow the shard while the batch is built.
+            let mut counts = shardcast_core::drop_reason::Counters::default();
+            let store: &Shard = shard;
             let mut scope = send.scope();
             for o in items.iter().filter(|o| o.socket == socket) {
                 done += 1;
                 let Some(fd) = fd else {
-                    counters.drop(DropReason::SendError);
+                    counts.drop(DropReason::SendError);
                     continue;
                 };
                 let payload: &[u8] = match o.payload {
@@ -549,20 +551,25 @@ impl CoreState {
                     PayloadRef::Datagram { index, offset } => {
                         recv.datagram(index).get(usize::from(offset)..).unwrap_or(&[])
                     }
+                    PayloadRef::Stored { router, producer, seq } => {
+                        store.stored_payload(router, producer, seq)
+                    }
                 };
                 if !scope.push(o.dest, o.header(), payload) {
-                    Self::count_send(counters, scope.flush(fd));
+                    Self::count_send(&mut counts, scope.flush(fd));
                     if !scope.push(o.dest, o.header(), payload) {
                         // Only a header over 64 bytes can be refused by an empty batch.
-                        counters.drop(DropReason::SendError);
+                        counts.drop(DropReason::SendError);
                     }
                 }
             }
             if let Some(fd) = fd {
                 if !scope.is_empty() {
-                    Self::count_send(counters, scope.flush(fd));
+                    Self::count_send(&mut counts, scope.flush(fd));
                 }
             }
+            drop(scope);
+            shard.counters_mut().add(&counts);
         }
         outputs.items.clear();
     }

@@ -1,6 +1,7 @@
 //! RTCP end to end over real sockets: a consumer's PLI reaches the producer (with the producer's
-//! SSRC); a consumer's NACK reaches the producer mapped to the producer's sequence numbers, the
-//! producer's retransmission reaches the consumer with the consumer's sequence number; the
+//! SSRC); a consumer's NACK is answered from shardcast's store for packets it forwarded, and
+//! otherwise reaches the producer mapped to the producer's sequence numbers, whose
+//! retransmission reaches the consumer with the consumer's sequence number; the
 //! producer's SR reaches the consumer rewritten; the consumer's RR is not forwarded.
 
 use std::time::Duration;
@@ -62,6 +63,19 @@ fn pli_nack_sr_rr_between_consumer_and_producer() {
     assert_eq!(header(&re[0]).seq, missing);
     assert_eq!(header(&re[0]).ssrc, 2222);
     assert_eq!(&re[0][12..], &505u16.to_be_bytes());
+
+    // NACK for a packet shardcast forwarded (503): answered from the producer's store, as the
+    // consumer numbered it; the producer is not asked.
+    let forwarded = first.wrapping_add(3);
+    let repr = NackRepr::from_lost(77, 2222, &[forwarded]);
+    let mut nack = vec![0u8; repr.buffer_len()];
+    repr.emit(&mut nack);
+    consumer.send(out_addr, &nack);
+    let re = consumer.recv_n(1, DEADLINE);
+    assert_eq!(re.len(), 1, "no retransmission from the store");
+    assert_eq!((header(&re[0]).seq, header(&re[0]).ssrc), (forwarded, 2222));
+    assert_eq!(&re[0][12..], &503u16.to_be_bytes());
+    assert!(producer.drain(Duration::from_millis(200)).is_empty(), "the producer was asked anyway");
 
     // The producer's SR reaches the consumer rewritten; the consumer's RR goes nowhere.
     let mut sr = [0u8; 28];
