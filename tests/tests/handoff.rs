@@ -116,7 +116,14 @@ fn moves(producer_on_shared_port: bool) {
     let mut reorders = 0usize;
     for (i, r) in receivers.iter().enumerate() {
         let got = r.recv_n(total, DEADLINE);
-        assert_eq!(got.len(), total, "consumer {i}: lost {}", total - got.len());
+        assert_eq!(
+            got.len(),
+            total,
+            "consumer {i}: lost {}; cores: {:?} / {:?}",
+            total - got.len(),
+            plane.plane.cores()[0].stats(),
+            plane.plane.cores()[1].stats()
+        );
         let mut by_index: Vec<Option<shardcast_tests::Header>> = vec![None; total];
         let mut last_index: Option<u64> = None;
         for p in &got {
