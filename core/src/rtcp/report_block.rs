@@ -76,3 +76,38 @@ impl ReportBlockRepr {
         b[20..24].copy_from_slice(&self.delay_since_last_sr.to_be_bytes());
     }
 }
+
+/// Checks that a SR/RR of `fixed` header bytes holds the report blocks its count announces
+/// (RFC 3550 §6.4.1, §6.4.2).
+pub(crate) fn check_report_count(b: &[u8], fixed: usize) -> Result<(), crate::rtcp::RtcpError> {
+    if b.len() < fixed {
+        return Err(crate::rtcp::RtcpError::TooShort);
+    }
+    if b.len() < fixed + REPORT_BLOCK_LEN * usize::from(b[0] & 0x1f) {
+        return Err(crate::rtcp::RtcpError::BadCount);
+    }
+    Ok(())
+}
+
+/// The report blocks after `fixed` header bytes of a checked SR/RR.
+pub(crate) fn report_blocks(b: &[u8], fixed: usize) -> impl Iterator<Item = ReportBlock<'_>> + '_ {
+    (0..usize::from(b[0] & 0x1f)).map(move |i| ReportBlock::new(&b[fixed + i * REPORT_BLOCK_LEN..]))
+}
+
+/// Parses the report blocks of a SR/RR view into owned reprs (RC ≤ 31 = capacity).
+pub(crate) fn collect_reports<'a>(
+    blocks: impl Iterator<Item = ReportBlock<'a>>,
+) -> heapless::Vec<ReportBlockRepr, 31> {
+    let mut reports = heapless::Vec::new();
+    for r in blocks {
+        let _ = reports.push(r.repr());
+    }
+    reports
+}
+
+/// Writes report blocks after `fixed` header bytes.
+pub(crate) fn emit_reports(buf: &mut [u8], fixed: usize, reports: &[ReportBlockRepr]) {
+    for (i, r) in reports.iter().enumerate() {
+        r.emit(&mut buf[fixed + i * REPORT_BLOCK_LEN..]);
+    }
+}

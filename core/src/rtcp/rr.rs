@@ -8,7 +8,10 @@
 
 use heapless::Vec;
 
-use crate::rtcp::report_block::{ReportBlock, ReportBlockRepr, REPORT_BLOCK_LEN};
+use crate::rtcp::report_block::{
+    check_report_count, collect_reports, emit_reports, report_blocks, ReportBlock, ReportBlockRepr,
+    REPORT_BLOCK_LEN,
+};
 use crate::rtcp::{be32, emit_header, packet_type, RtcpError};
 
 const FIXED: usize = 8;
@@ -21,20 +24,14 @@ pub struct ReceiverReport<'a> {
 
 impl<'a> ReceiverReport<'a> {
     pub fn new_checked(b: &'a [u8]) -> Result<Self, RtcpError> {
-        if b.len() < FIXED {
-            return Err(RtcpError::TooShort);
-        }
-        if b.len() < FIXED + REPORT_BLOCK_LEN * usize::from(b[0] & 0x1f) {
-            return Err(RtcpError::BadCount);
-        }
+        check_report_count(b, FIXED)?;
         Ok(Self { b })
     }
     pub fn ssrc(&self) -> u32 {
         be32(self.b, 4)
     }
     pub fn report_blocks(&self) -> impl Iterator<Item = ReportBlock<'a>> + 'a {
-        let b = self.b;
-        (0..usize::from(b[0] & 0x1f)).map(move |i| ReportBlock::new(&b[FIXED + i * REPORT_BLOCK_LEN..]))
+        report_blocks(self.b, FIXED)
     }
 }
 
@@ -47,11 +44,7 @@ pub struct ReceiverReportRepr {
 
 impl ReceiverReportRepr {
     pub fn parse(rr: &ReceiverReport<'_>) -> Self {
-        let mut reports = Vec::new();
-        for r in rr.report_blocks() {
-            // RC ≤ 31 = capacity.
-            let _ = reports.push(r.repr());
-        }
+        let reports = collect_reports(rr.report_blocks());
         Self { ssrc: rr.ssrc(), reports }
     }
     pub fn buffer_len(&self) -> usize {
@@ -61,9 +54,7 @@ impl ReceiverReportRepr {
         let len = self.buffer_len();
         emit_header(buf, self.reports.len() as u8, packet_type::RR, len);
         buf[4..8].copy_from_slice(&self.ssrc.to_be_bytes());
-        for (i, r) in self.reports.iter().enumerate() {
-            r.emit(&mut buf[FIXED + i * REPORT_BLOCK_LEN..]);
-        }
+        emit_reports(buf, FIXED, &self.reports);
         len
     }
 }

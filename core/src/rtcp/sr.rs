@@ -13,7 +13,10 @@
 
 use heapless::Vec;
 
-use crate::rtcp::report_block::{ReportBlock, ReportBlockRepr, REPORT_BLOCK_LEN};
+use crate::rtcp::report_block::{
+    check_report_count, collect_reports, emit_reports, report_blocks, ReportBlock, ReportBlockRepr,
+    REPORT_BLOCK_LEN,
+};
 use crate::rtcp::{be32, emit_header, packet_type, RtcpError};
 
 const FIXED: usize = 28;
@@ -27,12 +30,7 @@ pub struct SenderReport<'a> {
 impl<'a> SenderReport<'a> {
     /// `b` is one whole sub-packet (header included).
     pub fn new_checked(b: &'a [u8]) -> Result<Self, RtcpError> {
-        if b.len() < FIXED {
-            return Err(RtcpError::TooShort);
-        }
-        if b.len() < FIXED + REPORT_BLOCK_LEN * usize::from(b[0] & 0x1f) {
-            return Err(RtcpError::BadCount);
-        }
+        check_report_count(b, FIXED)?;
         Ok(Self { b })
     }
     pub fn ssrc(&self) -> u32 {
@@ -51,8 +49,7 @@ impl<'a> SenderReport<'a> {
         be32(self.b, 24)
     }
     pub fn report_blocks(&self) -> impl Iterator<Item = ReportBlock<'a>> + 'a {
-        let b = self.b;
-        (0..usize::from(b[0] & 0x1f)).map(move |i| ReportBlock::new(&b[FIXED + i * REPORT_BLOCK_LEN..]))
+        report_blocks(self.b, FIXED)
     }
 }
 
@@ -69,11 +66,7 @@ pub struct SenderReportRepr {
 
 impl SenderReportRepr {
     pub fn parse(sr: &SenderReport<'_>) -> Self {
-        let mut reports = Vec::new();
-        for r in sr.report_blocks() {
-            // RC ≤ 31 = capacity.
-            let _ = reports.push(r.repr());
-        }
+        let reports = collect_reports(sr.report_blocks());
         Self {
             ssrc: sr.ssrc(),
             ntp: sr.ntp(),
@@ -95,9 +88,7 @@ impl SenderReportRepr {
         buf[16..20].copy_from_slice(&self.rtp_timestamp.to_be_bytes());
         buf[20..24].copy_from_slice(&self.packet_count.to_be_bytes());
         buf[24..28].copy_from_slice(&self.octet_count.to_be_bytes());
-        for (i, r) in self.reports.iter().enumerate() {
-            r.emit(&mut buf[FIXED + i * REPORT_BLOCK_LEN..]);
-        }
+        emit_reports(buf, FIXED, &self.reports);
         len
     }
 }
