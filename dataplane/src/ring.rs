@@ -2,7 +2,7 @@
 //!
 //! The control → core ring itself is a `crossbeam::queue::ArrayQueue` (bounded, lock-free); a busy
 //! core finds batches by polling it between packet batches and needs no wake-up. A parked core
-//! waits on the read end of a Unix stream pair inside its io_uring; `ring` writes one byte, at most
+//! waits on the read end of a Unix stream pair in its `epoll_wait`; `ring` writes one byte, at most
 //! one outstanding at a time (`pending`), so a flood of batches costs one wake-up, not one each.
 
 use std::io::Write;

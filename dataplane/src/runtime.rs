@@ -1,18 +1,18 @@
 //! The per-core run loop: one glommio `LocalExecutor` per data-plane CPU, pinned, owning its
 //! sockets and its routers (`Shard`).
 //!
-//! Tasks on a core: one per socket (the shared media port and every dedicated transport socket)
-//! and one for the doorbell. A socket task drains its socket with `recvmmsg` until it would block —
-//! forwarding each receive batch and sending every output with `sendmmsg`, grouped by egress
-//! socket — polling the command ring between receive batches; only then does it park on a
-//! readiness wait (a 1-byte `MSG_PEEK` through glommio's io_uring). The doorbell task wakes a
-//! parked core when a batch arrives. Nothing here is shared with other cores but the rings and
-//! the published statistics (stored between batches, never per packet).
+//! The executor runs one task, `core_loop`: it applies waiting command batches, drains every
+//! ready socket with `recvmmsg` — forwarding each receive batch and sending every output with
+//! `sendmmsg`, grouped by egress socket — polling the command ring between receive batches, and
+//! then waits in one `epoll_wait` on all its sockets and the doorbell. Nothing here is shared
+//! with other cores but the rings and the published statistics (stored between batches, never
+//! per packet).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::io::Read;
 use std::net::{SocketAddr, UdpSocket};
-use std::os::fd::{AsRawFd, FromRawFd, IntoRawFd, RawFd};
+use std::os::fd::{AsRawFd, RawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -20,8 +20,6 @@ use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
 use crossbeam::queue::ArrayQueue;
-use futures_lite::AsyncReadExt;
-use glommio::task::JoinHandle;
 use shardcast_core::command::{BatchReply, CommandBatch, CommandError, ErrorKind, Outcome, SocketId};
 use shardcast_core::drop_reason::DropReason;
 use shardcast_core::shard::{Datagram, Output, OutputSink, PayloadRef, Shard, Verdict};
@@ -39,9 +37,11 @@ const OUTPUT_CAPACITY: usize = 8192;
 /// Largest datagram a receive slot holds (bigger ones are truncated and counted malformed).
 const SLOT_SIZE: usize = 2048;
 /// Times a datagram may be carried between cores while its router keeps moving.
-const MAX_HOPS: u8 = 8;
-/// How long a socket task waits before re-checking a pending handoff barrier.
-const BARRIER_POLL: Duration = Duration::from_micros(20);
+const MAX_HOPS: u8 = 32;
+/// How long the core waits before re-checking a pending handoff barrier.
+const BARRIER_POLL: Duration = Duration::from_millis(1);
+/// The longest idle wait (the doorbell and sockets wake it earlier).
+const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// How often a busy core publishes its counters.
 const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 
@@ -82,15 +82,12 @@ struct Peer {
 
 struct SocketEntry {
     fd: RawFd,
-    /// Distinguishes this attachment from a later one of the same id (a router moved back).
-    generation: u64,
-    /// Keeps the descriptor open while the socket is attached here.
-    _owner: Rc<glommio::net::UdpSocket>,
-    task: Option<JoinHandle<()>>,
+    /// The socket itself: closed when detached, moved whole when its router is handed over.
+    socket: UdpSocket,
 }
 
-/// Everything one core owns. Lives in an `Rc<RefCell<_>>` shared by the core's tasks; a borrow
-/// is never held across an `.await`.
+/// Everything one core owns. Lives in an `Rc<RefCell<_>>` (the run loop and the helpers it
+/// calls each borrow it briefly; nothing is held across a batch).
 struct CoreState {
     index: usize,
     shard: Shard,
@@ -123,8 +120,12 @@ struct CoreState {
     stopping: bool,
     /// True while batches, imports or carried datagrams are being applied (re-entrancy guard).
     applying: bool,
-    /// Counter behind `SocketEntry::generation`.
-    socket_generation: u64,
+    /// Datagrams one `recvmmsg` can return.
+    recv_slots: usize,
+    /// The readiness set: every attached socket and the doorbell.
+    epoll: crate::io::Epoll,
+    /// The doorbell alone: what a core behind a handoff barrier waits on.
+    barrier_epoll: crate::io::Epoll,
     /// Handoff barriers pending: while non-zero, sockets are not read (see `poll_imports`).
     barriers: u32,
     /// Barrier markers that could not be sent (ordering not guaranteed for that handoff).
@@ -136,9 +137,8 @@ type State = Rc<RefCell<CoreState>>;
 impl CoreState {
     /// Applies every batch waiting in the ring, in order, each whole, each with one reply.
     fn poll_commands(state: &State) {
-        // Not re-entrant: glommio may poll a task spawned while a batch is being applied (a
-        // socket attached by an import) before control returns here; that task must not apply
-        // the next batch in the middle of this one.
+        // Not re-entrant: applying a batch can lead back here (`ConfirmImport` polls imports);
+        // the next batch must never be applied in the middle of this one.
         if state.borrow().applying {
             return;
         }
@@ -334,12 +334,11 @@ impl CoreState {
                         message: "the shared port cannot be detached",
                     });
                 }
-                let entry = state.borrow_mut().sockets.remove(&id);
-                match entry {
+                let mut st = state.borrow_mut();
+                match st.sockets.remove(&id) {
                     Some(e) => {
-                        if let Some(t) = &e.task {
-                            t.cancel();
-                        }
+                        st.epoll.remove(e.fd);
+                        drop(e.socket);
                         Ok((Outcome::Applied, None))
                     }
                     None => Ok((Outcome::NotFound, None)),
@@ -375,16 +374,10 @@ impl CoreState {
                 let mut sockets = Vec::with_capacity(ids.len());
                 for id in ids {
                     if let Some(e) = st.sockets.remove(&id) {
-                        if let Some(t) = &e.task {
-                            t.cancel();
-                        }
-                        // Hand over a duplicate of the descriptor: the kernel socket, and every
-                        // datagram queued on it while the router moves, stays the same. The
-                        // original closes when the cancelled task is dropped.
-                        match dup_socket(e.fd) {
-                            Ok(s) => sockets.push((id, s)),
-                            Err(_) => st.socket_errors += 1,
-                        }
+                        // The socket itself moves: every datagram queued on it while the router
+                        // moves is read by the new owner.
+                        st.epoll.remove(e.fd);
+                        sockets.push((id, e.socket));
                     }
                 }
                 let export = RouterExport {
@@ -429,8 +422,8 @@ impl CoreState {
             let Some(export) = state.borrow().imports.pop() else { return };
             let RouterExport { id, router, sockets, frozen_at, from } = export;
             let mut st = state.borrow_mut();
-            // Barrier (see below), raised before anything else: the socket tasks spawned by
-            // `attach_socket` may be polled at once, and must not read before it lifts.
+            // Barrier (see below), raised before the moved sockets join the epoll set: the run
+            // loop must not read them before it lifts.
             st.barriers += 1;
             for key in router.shared_port_keys() {
                 // This core owns the flow now: no steering for it here.
@@ -600,99 +593,118 @@ impl CoreState {
     }
 }
 
-fn dup_socket(fd: RawFd) -> std::io::Result<UdpSocket> {
-    // `try_clone` on a borrowed std socket duplicates the descriptor (F_DUPFD_CLOEXEC) without
-    // taking ownership of the original.
-    // SAFETY: `fd` is open and owned by the `glommio::net::UdpSocket` still alive in the caller;
-    // `ManuallyDrop` makes sure this temporary view never closes it.
-    let borrowed = std::mem::ManuallyDrop::new(unsafe { UdpSocket::from_raw_fd(fd) });
-    borrowed.try_clone()
-}
-
 fn attach_socket(state: &State, id: SocketId, socket: UdpSocket) {
-    let fd = socket.into_raw_fd();
-    // SAFETY: `fd` was just released by `into_raw_fd`, so the glommio socket is its only owner.
-    let glommio_socket = Rc::new(unsafe { glommio::net::UdpSocket::from_raw_fd(fd) });
-    let generation = {
-        let mut st = state.borrow_mut();
-        st.socket_generation += 1;
-        st.socket_generation
-    };
-    // The entry exists before the task is spawned: glommio may poll the new task before
-    // `spawn_local` returns, and the task checks that it is attached.
-    let task_socket = glommio_socket.clone();
-    state.borrow_mut().sockets.insert(id, SocketEntry { fd, generation, _owner: glommio_socket, task: None });
-    let task = glommio::spawn_local(socket_task(state.clone(), id, generation, task_socket)).detach();
-    if let Some(e) = state.borrow_mut().sockets.get_mut(&id).filter(|e| e.generation == generation) {
-        e.task = Some(task);
-    }
-}
-
-async fn socket_task(state: State, id: SocketId, generation: u64, socket: Rc<glommio::net::UdpSocket>) {
     let fd = socket.as_raw_fd();
-    let mut peek = [0u8; 1];
-    // Still attached here? A batch applied by this very task may have detached or handed the
-    // socket over: from then on this task must not read it (the new owner does).
-    let attached =
-        |state: &State| state.borrow().sockets.get(&id).is_some_and(|e| e.generation == generation);
-    loop {
-        // Drain: receive batches until the socket would block, applying commands in between.
-        loop {
-            CoreState::poll_commands(&state);
-            if !attached(&state) {
-                return;
-            }
-            if state.borrow().barriers > 0 {
-                break;
-            }
-            let result = state.borrow_mut().receive_and_forward(id, fd);
-            match result {
-                Ok(0) => break,
-                Ok(_) => glommio::yield_if_needed().await,
-                Err(_) => {
-                    // Pending ICMP errors surface here once each; counted, never fatal.
-                    state.borrow_mut().socket_errors += 1;
-                }
-            }
-            if state.borrow().stopping {
-                return;
-            }
-        }
-        state.borrow_mut().publish();
-        if state.borrow().barriers > 0 {
-            glommio::timer::sleep(BARRIER_POLL).await;
-            if !attached(&state) {
-                return;
-            }
-            continue;
-        }
-        // Park until the socket is readable.
-        if socket.peek_from(&mut peek).await.is_err() {
-            state.borrow_mut().socket_errors += 1;
-        }
-        if !attached(&state) {
-            return;
-        }
-        state.borrow_mut().wakeups += 1;
+    let mut st = state.borrow_mut();
+    if st.epoll.add(fd, u64::from(id.0)).is_err() {
+        st.socket_errors += 1;
     }
+    st.sockets.insert(id, SocketEntry { fd, socket });
 }
 
-async fn doorbell_task(state: State, rx: std::os::unix::net::UnixStream, stop: Arc<AtomicBool>) {
-    // SAFETY: the descriptor is released by `into_raw_fd` and owned by the glommio stream alone.
-    let mut rx = unsafe { glommio::net::UnixStream::from_raw_fd(rx.into_raw_fd()) };
+/// Token of the doorbell in the core's epoll set (socket ids are `u32`).
+const DOORBELL_TOKEN: u64 = u64::MAX;
+/// Receive batches one ready socket gets per pass before the next ready socket's turn: a
+/// flooded socket cannot starve the others of the same core.
+const BATCHES_PER_TURN: usize = 4;
+
+/// The core's run loop: apply batches, read every ready socket in `recvmmsg` batches (applying
+/// batches between them, taking turns between sockets), then wait in one `epoll_wait` for a
+/// datagram or the doorbell.
+///
+/// It runs as the only task of the core's pinned glommio executor and blocks in `epoll_wait`
+/// itself rather than awaiting glommio's reactor: glommio's park costs a process-wide
+/// `membarrier` and several `io_uring_enter` per wake-up (BENCHMARKS.md), where this costs one
+/// `epoll_wait`.
+fn core_loop(state: &State, doorbell_rx: &std::os::unix::net::UnixStream, stop: &AtomicBool) {
+    // Sockets with data to read; `still` those that filled their last batch (more is queued).
+    let mut ready: Vec<SocketId> = Vec::with_capacity(1024);
+    let mut still: Vec<SocketId> = Vec::with_capacity(1024);
     let mut buf = [0u8; 64];
+    let doorbell = state.borrow().doorbell.clone();
     loop {
-        let doorbell = state.borrow().doorbell.clone();
         doorbell.rearm();
-        CoreState::poll_commands(&state);
+        CoreState::poll_commands(state);
         if stop.load(Ordering::Acquire) {
             state.borrow_mut().stopping = true;
             return;
         }
-        match rx.read(&mut buf).await {
-            Ok(0) => return,
-            Ok(_) => state.borrow_mut().wakeups += 1,
-            Err(_) => glommio::timer::sleep(Duration::from_millis(1)).await,
+        if state.borrow().barriers == 0 {
+            for id in ready.drain(..) {
+                let mut turns = 0;
+                loop {
+                    let (fd, slots) = {
+                        let st = state.borrow();
+                        if st.barriers > 0 {
+                            // Read again once the barrier lifts.
+                            still.push(id);
+                            break;
+                        }
+                        match st.sockets.get(&id) {
+                            Some(e) => (e.fd, st.recv_slots),
+                            None => break,
+                        }
+                    };
+                    let result = state.borrow_mut().receive_and_forward(id, fd);
+                    match result {
+                        // A short batch drained the socket; level-triggered epoll reports it
+                        // again if more arrives.
+                        Ok(n) if n < slots => break,
+                        Ok(_) => {
+                            CoreState::poll_commands(state);
+                            turns += 1;
+                            if turns == BATCHES_PER_TURN {
+                                still.push(id);
+                                break;
+                            }
+                        }
+                        Err(_) => {
+                            // Pending ICMP errors surface here once each; counted, never fatal.
+                            state.borrow_mut().socket_errors += 1;
+                            break;
+                        }
+                    }
+                }
+            }
+            std::mem::swap(&mut ready, &mut still);
+        }
+        let mut st = state.borrow_mut();
+        st.publish();
+        // Behind a handoff barrier only the doorbell matters (the returning marker rings it):
+        // the sockets stay unread, and would keep a level-triggered wait returning at once.
+        // With sockets still holding data, only look for newly ready ones (no wait).
+        let st = &mut *st;
+        let timeout = if st.barriers > 0 {
+            BARRIER_POLL
+        } else if !ready.is_empty() {
+            Duration::ZERO
+        } else {
+            IDLE_WAIT
+        };
+        let set = if st.barriers > 0 { &mut st.barrier_epoll } else { &mut st.epoll };
+        let n = set.wait(timeout);
+        if timeout > Duration::ZERO {
+            st.wakeups += 1;
+        }
+        let set = if st.barriers > 0 { &st.barrier_epoll } else { &st.epoll };
+        for i in 0..n {
+            match set.token(i) {
+                Some(DOORBELL_TOKEN) => {
+                    // Drain the wake-up bytes; EAGAIN ends it.
+                    while let Ok(k) = (&*doorbell_rx).read(&mut buf) {
+                        if k == 0 {
+                            break;
+                        }
+                    }
+                }
+                Some(token) => {
+                    let id = SocketId(token as u32);
+                    if !ready.contains(&id) {
+                        ready.push(id);
+                    }
+                }
+                None => {}
+            }
         }
     }
 }
@@ -771,6 +783,14 @@ impl DataPlane {
                 .io_memory(1 << 20)
                 .spawn(move || async move {
                     let now = Instant::now();
+                    let (epoll, barrier_epoll) = match (crate::io::Epoll::new(256), crate::io::Epoll::new(4))
+                    {
+                        (Ok(a), Ok(b)) => (a, b),
+                        (Err(e), _) | (_, Err(e)) => {
+                            let _ = ready.send(Err(format!("core {index}: epoll: {e}")));
+                            return;
+                        }
+                    };
                     let state = Rc::new(RefCell::new(CoreState {
                         index,
                         shard: Shard::new(),
@@ -808,20 +828,25 @@ impl DataPlane {
                         apply_ns_max: 0,
                         stopping: false,
                         applying: false,
-                        socket_generation: 0,
+                        recv_slots: recv_batch.clamp(1, 1024),
+                        epoll,
+                        barrier_epoll,
                         barriers: 0,
                         barrier_failures: 0,
                     }));
                     attach_socket(&state, SocketId::SHARED, shared_socket);
-                    let _ = ready.send(Ok(()));
-                    doorbell_task(state.clone(), doorbell_rx, stop).await;
-                    let entries: Vec<SocketEntry> =
-                        state.borrow_mut().sockets.drain().map(|(_, e)| e).collect();
-                    for e in entries {
-                        if let Some(t) = &e.task {
-                            t.cancel();
-                        }
+                    let watched = {
+                        let st = state.borrow();
+                        st.epoll.add(doorbell_rx.as_raw_fd(), DOORBELL_TOKEN).is_ok()
+                            && st.barrier_epoll.add(doorbell_rx.as_raw_fd(), DOORBELL_TOKEN).is_ok()
+                    };
+                    if !watched {
+                        let _ = ready.send(Err(format!("core {index}: cannot watch the doorbell")));
+                        return;
                     }
+                    let _ = ready.send(Ok(()));
+                    core_loop(&state, &doorbell_rx, &stop);
+                    state.borrow_mut().sockets.clear();
                 })
                 .map_err(|e| std::io::Error::other(format!("core {index}: cannot start executor: {e}")))?;
             threads.push(handle);

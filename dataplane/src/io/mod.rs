@@ -6,10 +6,12 @@
 //! (`shared/reference/`) show the two within ±6 % for 1 KB UDP except with many ingress sockets,
 //! and glommio offers no public API to submit our own batched SQEs; see ARCHITECTURE.md.
 
+mod epoll;
 mod mmsg;
 mod sockopt;
 mod thread;
 
+pub use epoll::Epoll;
 pub use mmsg::{RecvBatch, SendBatch, SendResult, SendScope};
 pub use sockopt::set_buffer_forced;
 pub use thread::{
