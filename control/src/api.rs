@@ -49,6 +49,7 @@ struct Inner {
     events: EventBus,
     cores: Vec<shardcast_dataplane::CoreHandle>,
     shared_addr: SocketAddr,
+    kernel_steering: Option<Arc<shardcast_dataplane::steering::KernelSteering>>,
 }
 
 /// A created transport.
@@ -80,11 +81,13 @@ impl Shardcast {
             },
             ring_capacity: config.ring_capacity,
             allow_test_hooks: config.allow_test_hooks,
+            kernel_steering: config.media.kernel_steering,
             ..DataPlaneConfig::default()
         };
         let plane = DataPlane::start(plane_config).map_err(|e| StartError(format!("data plane: {e}")))?;
         let cores = plane.cores().to_vec();
         let shared_addr = plane.shared_addr();
+        let kernel_steering = plane.kernel_steering_handle();
         let metrics = Arc::new(ControlMetrics::new(cores.len()));
         let events = EventBus::new(config.api.event_buffer);
         let (tx, rx) = bounded(config.api.queue);
@@ -101,7 +104,10 @@ impl Shardcast {
                 controller.run(rx);
             })
             .map_err(|e| StartError(format!("control thread: {e}")))?;
-        Ok(Shardcast { tx, inner: Arc::new(Inner { config, metrics, events, cores, shared_addr }) })
+        Ok(Shardcast {
+            tx,
+            inner: Arc::new(Inner { config, metrics, events, cores, shared_addr, kernel_steering }),
+        })
     }
 
     /// Makes one call; waits at most the configured request deadline.
@@ -133,6 +139,11 @@ impl Shardcast {
             Ok(Err(cores)) => Err(ApiError::core(format!("cores {cores:?} did not stop in time"))),
             Err(_) => Err(ApiError::core("shutdown did not finish in time")),
         }
+    }
+
+    /// The shared port's kernel steering figures; `None` when it is off.
+    pub fn kernel_steering(&self) -> Option<shardcast_dataplane::steering::KernelSteeringStats> {
+        self.inner.kernel_steering.as_ref().map(|k| k.stats())
     }
 
     pub fn config(&self) -> &Config {

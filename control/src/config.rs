@@ -57,6 +57,14 @@ pub struct MediaConfig {
     pub port_range: (u16, u16),
     pub recv_buffer: usize,
     pub send_buffer: usize,
+    /// Steer shared-port flows to their owner core in the kernel (reuseport eBPF; needs root or
+    /// CAP_BPF, else a warning and software hops). Absent: on.
+    #[serde(default = "default_true")]
+    pub kernel_steering: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -98,6 +98,17 @@ pub fn render(sc: &Shardcast) -> String {
         "Steering updates lost to a full ring",
         m.steering_lost.load(Ordering::Relaxed),
     );
+    let steering = sc.kernel_steering();
+    let enabled = Gauge::<i64>::default();
+    enabled.set(i64::from(steering.is_some()));
+    r.register(
+        "kernel_steering",
+        "1 when shared-port flows are steered to their owner in the kernel",
+        enabled,
+    );
+    let s = steering.unwrap_or_default();
+    control(&mut r, "kernel_steering_updates", "Kernel steering map updates", s.updates);
+    control(&mut r, "kernel_steering_errors", "Kernel steering map updates that failed", s.errors);
     let mut out = String::new();
     // Writing into a String cannot fail.
     let _ = encode(&mut out, &r);

@@ -163,6 +163,9 @@ fn a_room_over_http_forwards_pauses_and_closes() {
     let metrics = c.get(format!("{}/metrics", d.api)).send().unwrap().text().unwrap();
     assert!(metrics.contains("shardcast_packets_in_total{core=\"0\"}"), "{metrics}");
     assert!(metrics.contains("reason=\"producer_paused\""));
+    // Two cores, run as root: the shared port is steered in the kernel, and it has been used.
+    assert!(metrics.contains("shardcast_kernel_steering 1"), "{metrics}");
+    assert!(metrics.contains("shardcast_kernel_steering_errors_total 0"), "{metrics}");
     assert!(d.stop(), "daemon exits cleanly on SIGTERM");
 }
 

@@ -310,6 +310,11 @@ impl Shard {
         }
     }
 
+    /// Where shared-port datagrams matching `key` are carried (router, core), if anywhere.
+    pub fn steering_of(&self, key: &SteerKey) -> Option<(RouterId, u16)> {
+        self.steering.get(key).copied()
+    }
+
     /// Removes a router and its indexes (first half of a handoff: export).
     pub fn take_router(&mut self, id: RouterId) -> Option<Router> {
         let r = self.routers.remove(&id)?;

@@ -1,12 +1,13 @@
 //! shardcast-dataplane: the per-core executors. Sockets, batched UDP I/O and the run loop that
-//! applies command batches and forwards packets. All `unsafe` lives in [`io`] (and the few fd
-//! hand-overs in [`runtime`]), each block with a `// SAFETY:` note.
+//! applies command batches and forwards packets. All `unsafe` lives in [`io`], each block with a
+//! `// SAFETY:` note.
 
 pub mod io;
 pub mod plane;
 pub mod ring;
 pub mod runtime;
 pub mod socket;
+pub mod steering;
 
 pub use plane::{
     CoreBatch, CoreEvent, CoreHandle, CoreMessage, CoreOp, CoreStatsSnapshot, DataPlaneConfig, RouterExport,

@@ -33,6 +33,9 @@ pub struct DataPlaneConfig {
     pub event_capacity: usize,
     /// Accept `CoreOp::Stall` (tests only).
     pub allow_test_hooks: bool,
+    /// Steer shared-port flows to their owner core in the kernel (a reuseport eBPF program; needs
+    /// CAP_BPF, falls back to software hops with a warning). Only with more than one core.
+    pub kernel_steering: bool,
 }
 
 impl Default for DataPlaneConfig {
@@ -46,6 +49,7 @@ impl Default for DataPlaneConfig {
             hop_capacity: 1024,
             event_capacity: 4096,
             allow_test_hooks: false,
+            kernel_steering: true,
         }
     }
 }

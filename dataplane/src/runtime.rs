@@ -31,6 +31,7 @@ use crate::plane::{
 };
 use crate::ring::Doorbell;
 use crate::socket::bind_udp;
+use crate::steering::{KernelSteering, KernelSteeringStats};
 
 /// Outputs one receive batch may produce before they are flushed early.
 const OUTPUT_CAPACITY: usize = 8192;
@@ -130,6 +131,18 @@ struct CoreState {
     barriers: u32,
     /// Barrier markers that could not be sent (ordering not guaranteed for that handoff).
     barrier_failures: u64,
+    /// Kernel steering of the shared port, when loaded (shared by the cores; see `steering`).
+    kernel: Option<Arc<KernelSteering>>,
+    /// Flows of routers handed away whose kernel steering still points here.
+    pending_switch: Vec<PendingSwitch>,
+}
+
+/// A flow whose kernel steering moves to `to` once `to` has imported `router`.
+#[derive(Clone, Copy)]
+struct PendingSwitch {
+    key: shardcast_core::command::SteerKey,
+    router: shardcast_core::ids::RouterId,
+    to: u16,
 }
 
 type State = Rc<RefCell<CoreState>>;
@@ -161,6 +174,12 @@ impl CoreState {
         let started = Instant::now();
         let mut any = false;
         loop {
+            // A router handed here is always in the import ring before any datagram its old
+            // owner carried here after the handoff: take it first, or such a datagram would be
+            // carried back and forth while the import waits.
+            if !state.borrow().imports.is_empty() {
+                Self::poll_imports(state);
+            }
             let Some(packet) = state.borrow().hops.pop() else { break };
             any = true;
             let mut st = state.borrow_mut();
@@ -168,7 +187,13 @@ impl CoreState {
             if let Some(origin) = packet.marker {
                 if usize::from(origin) == st.index {
                     st.barriers = st.barriers.saturating_sub(1);
-                } else if !Self::push_marker(&st.peers, origin, packet) {
+                    continue;
+                }
+                // Core `origin` has imported a router from here: switch the kernel steering of
+                // its flows to it, carrying it first everything steered here before the switch;
+                // then send the marker back (see `steering`).
+                st.switch_kernel_steering(origin);
+                if !Self::push_marker(&st.peers, origin, packet) {
                     st.barrier_failures += 1;
                 }
                 continue;
@@ -259,9 +284,19 @@ impl CoreState {
                 return None;
             }
             let cb = CommandBatch { seq, commands: std::mem::take(pending) };
-            match state.borrow_mut().shard.apply_batch(&cb) {
+            let mut st = state.borrow_mut();
+            match st.shard.apply_batch(&cb) {
                 BatchReply::Applied { outcomes: o, .. } => {
                     outcomes.extend(o);
+                    // The kernel map follows the tables once they changed (see `steering`).
+                    if let Some(k) = &st.kernel {
+                        for c in &cb.commands {
+                            if let shardcast_core::command::Command::SetSteering { key, core, .. } = c {
+                                // New flows only: a moving flow is switched by the handoff.
+                                k.steer_new(key, *core);
+                            }
+                        }
+                    }
                     None
                 }
                 BatchReply::Rejected { index, error, .. } => Some((base + index, error)),
@@ -365,9 +400,15 @@ impl CoreState {
                 let Some(r) = st.shard.take_router(router) else {
                     return Ok((Outcome::NotFound, None));
                 };
-                // From now on this core carries the router's shared-port datagrams to `to`.
+                // From now on this core carries the router's shared-port datagrams to `to`; the
+                // kernel is switched to `to` once `to` has the router (its marker comes back).
                 for key in r.shared_port_keys() {
                     st.shard.set_steering(key, router, Some(to));
+                    if st.kernel.is_some() {
+                        // A newer move of the same flow replaces an older one.
+                        st.pending_switch.retain(|p| p.key != key);
+                        st.pending_switch.push(PendingSwitch { key, router, to });
+                    }
                 }
                 let ids: Vec<SocketId> =
                     r.transports().map(|(_, t)| t.socket()).filter(|s| !s.is_shared()).collect();
@@ -394,6 +435,7 @@ impl CoreState {
                     for key in r.shared_port_keys() {
                         st.shard.set_steering(key, router, None);
                     }
+                    st.pending_switch.retain(|p| p.router != router || p.to != to);
                     let restored = st.shard.insert_router(router, r);
                     drop(st);
                     for (id, socket) in sockets {
@@ -426,7 +468,8 @@ impl CoreState {
             // loop must not read them before it lifts.
             st.barriers += 1;
             for key in router.shared_port_keys() {
-                // This core owns the flow now: no steering for it here.
+                // This core owns the flow now: no steering for it here. The kernel keeps
+                // steering it to the old owner until that core switches it (see `steering`).
                 st.shard.set_steering(key, id, None);
             }
             if st.shard.insert_router(id, router).is_err() {
@@ -457,6 +500,58 @@ impl CoreState {
                 st.barrier_failures += 1;
             }
             st.publish();
+        }
+    }
+
+    /// Switches the kernel steering of a router handed from here to `origin`, once `origin`'s
+    /// barrier marker comes back through this core (it has the router): the shared socket is
+    /// drained before and after the switch, so `origin` is carried every datagram that landed
+    /// here first. Only a settled move is switched — this core behind no barrier of its own, the
+    /// router not moved again since; otherwise the flows keep landing here and are carried in
+    /// software (one hop, in order). Switching in those nested cases reordered datagrams under
+    /// thousands of moves per second (BENCHMARKS.md), so it is not done.
+    fn switch_kernel_steering(&mut self, origin: u16) {
+        let Some(kernel) = self.kernel.clone() else { return };
+        if !self.pending_switch.iter().any(|p| p.to == origin) {
+            return;
+        }
+        let due: Vec<PendingSwitch> = {
+            let (shard, barriers) = (&self.shard, self.barriers);
+            let mut due = Vec::new();
+            self.pending_switch.retain(|p| {
+                if p.to != origin {
+                    return true;
+                }
+                let settled = barriers == 0 && shard.steering_of(&p.key) == Some((p.router, origin));
+                if settled {
+                    due.push(*p);
+                }
+                false
+            });
+            due
+        };
+        if due.is_empty() {
+            return;
+        }
+        self.drain_shared();
+        for p in &due {
+            kernel.steer(&p.key, Some(p.to));
+        }
+        self.drain_shared();
+    }
+
+    /// Reads the shared socket until it is empty (bounded), forwarding or carrying every datagram.
+    fn drain_shared(&mut self) {
+        let Some(fd) = self.sockets.get(&SocketId::SHARED).map(|e| e.fd) else { return };
+        for _ in 0..64 {
+            match self.receive_and_forward(SocketId::SHARED, fd) {
+                Ok(n) if n < self.recv_slots => return,
+                Ok(_) => {}
+                Err(_) => {
+                    self.socket_errors += 1;
+                    return;
+                }
+            }
         }
     }
 
@@ -716,6 +811,7 @@ pub struct DataPlane {
     replies: Receiver<CoreMessage>,
     events: Receiver<CoreEvent>,
     shared_addr: SocketAddr,
+    kernel: Option<Arc<KernelSteering>>,
     stop: Arc<AtomicBool>,
     threads: Vec<glommio::ExecutorJoinHandle<()>>,
 }
@@ -729,9 +825,26 @@ impl DataPlane {
         let (first, _) = bind_udp(config.shared_addr, &opts)?;
         let shared_addr = first.local_addr()?;
         let mut shared = vec![first];
+        // One after the other, in core order: socket `i` of the reuseport group is core `i`'s,
+        // which the kernel steering relies on.
         for _ in 1..n {
             shared.push(bind_udp(shared_addr, &opts)?.0);
         }
+        let mut stray = vec![0u64; n];
+        let kernel = if config.kernel_steering && n > 1 {
+            match KernelSteering::start(&shared, &mut stray) {
+                Ok(k) => Some(Arc::new(k)),
+                Err(e) => {
+                    tracing::warn!(
+                        "shared port {shared_addr}: no kernel steering ({e}); datagrams landing on \
+                         the wrong core are carried to their owner in software"
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         let (reply_tx, replies) = crossbeam::channel::bounded(n * (config.ring_capacity + 1));
         let (event_tx, events) = crossbeam::channel::bounded(config.event_capacity.max(1));
         let stop = Arc::new(AtomicBool::new(false));
@@ -778,6 +891,8 @@ impl DataPlane {
             let ready = ready_tx.clone();
             let recv_batch = config.recv_batch.max(1);
             let allow_test_hooks = config.allow_test_hooks;
+            let core_kernel = kernel.clone();
+            let stray_here = stray[index];
             let handle = glommio::LocalExecutorBuilder::new(placement)
                 .name(&format!("shardcast-core-{index}"))
                 .io_memory(1 << 20)
@@ -833,7 +948,16 @@ impl DataPlane {
                         barrier_epoll,
                         barriers: 0,
                         barrier_failures: 0,
+                        kernel: core_kernel,
+                        pending_switch: Vec::new(),
                     }));
+                    {
+                        // Datagrams that reached this core's socket during the steering probe.
+                        let mut st = state.borrow_mut();
+                        let c = st.shard.counters_mut();
+                        c.packets_in += stray_here;
+                        c.drops[DropReason::UnknownTransport as usize] += stray_here;
+                    }
                     attach_socket(&state, SocketId::SHARED, shared_socket);
                     let watched = {
                         let st = state.borrow();
@@ -860,7 +984,7 @@ impl DataPlane {
                 Err(_) => return Err(std::io::Error::other("a core did not start within 10 s")),
             }
         }
-        Ok(DataPlane { cores, replies, events, shared_addr, stop, threads })
+        Ok(DataPlane { cores, replies, events, shared_addr, kernel, stop, threads })
     }
 
     pub fn cores(&self) -> &[CoreHandle] {
@@ -868,6 +992,19 @@ impl DataPlane {
     }
     pub fn shared_addr(&self) -> SocketAddr {
         self.shared_addr
+    }
+    /// The kernel steering of the shared port: `None` when it is off (one core, disabled, or the
+    /// program could not be loaded — the start-up log says why).
+    pub fn kernel_steering(&self) -> Option<KernelSteeringStats> {
+        self.kernel.as_ref().map(|k| k.stats())
+    }
+    /// A handle on the kernel steering that outlives the data plane's owner (for metrics).
+    pub fn kernel_steering_handle(&self) -> Option<Arc<KernelSteering>> {
+        self.kernel.clone()
+    }
+    /// The core the kernel steers `key`'s datagrams to, if it steers them (tests, diagnostics).
+    pub fn kernel_steered_to(&self, key: &shardcast_core::command::SteerKey) -> Option<u16> {
+        self.kernel.as_ref().and_then(|k| k.lookup(key))
     }
     /// One reply per submitted batch, from every core.
     pub fn replies(&self) -> &Receiver<CoreMessage> {

@@ -22,10 +22,19 @@ pub struct Plane {
 }
 
 impl Plane {
-    /// Starts `cores` unpinned cores with the shared port on 127.0.0.1:0.
+    /// Starts `cores` unpinned cores with the shared port on 127.0.0.1:0 (kernel steering on).
     pub fn start(cores: usize) -> Plane {
-        let config =
-            DataPlaneConfig { cpus: vec![None; cores], allow_test_hooks: true, ..Default::default() };
+        Plane::start_with(cores, true)
+    }
+
+    /// As `start`, choosing whether the shared port is steered in the kernel.
+    pub fn start_with(cores: usize, kernel_steering: bool) -> Plane {
+        let config = DataPlaneConfig {
+            cpus: vec![None; cores],
+            allow_test_hooks: true,
+            kernel_steering,
+            ..Default::default()
+        };
         let plane = DataPlane::start(config).expect("data plane starts");
         Plane { plane, seqs: vec![0; cores], next_socket: 1 }
     }

@@ -8,11 +8,13 @@
 
 mod epoll;
 mod mmsg;
+mod reuseport_bpf;
 mod sockopt;
 mod thread;
 
 pub use epoll::Epoll;
 pub use mmsg::{RecvBatch, SendBatch, SendResult, SendScope};
+pub use reuseport_bpf::{KernelKey, ReuseportSteering};
 pub use sockopt::set_buffer_forced;
 pub use thread::{
     memlock_limit, pin_current_thread, pin_thread, poll_readable, raise_memlock, stop_on_signals,
