@@ -43,7 +43,17 @@ fn loadgen_against_shardcast_over_its_api() {
 
 #[test]
 fn loadgen_against_the_floor_relay() {
-    let target = Target::Floor { bin: env!("CARGO_BIN_EXE_shardcast-floor").into(), cpu: None };
+    floor_relay(false);
+}
+
+/// The floor's io_uring path relays as completely as its mmsg path.
+#[test]
+fn loadgen_against_the_floor_relay_on_io_uring() {
+    floor_relay(true);
+}
+
+fn floor_relay(uring: bool) {
+    let target = Target::Floor { bin: env!("CARGO_BIN_EXE_shardcast-floor").into(), cpu: None, uring };
     let r = run(&config(target, Profile::Fanout { streams: 2, consumers: 2 }, 4000.0)).unwrap();
     assert!(r.expected_out > 3000, "{r:?}");
     assert_eq!((r.lost, r.duplicated), (0, 0), "{r:?}");

@@ -2,6 +2,8 @@
 //! ingress socket, then one sendmmsg per batch and destination set, iovecs pointing into the
 //! receive buffers. It uses the same batched-syscall code as shardcast (`dataplane::io`), so the
 //! ratio between the two is the price of shardcast's work, not of a different syscall path.
+//! `--io uring` runs the same relay on io_uring (`dataplane::io::UringRelay`), so the two syscall
+//! paths can be measured side by side (`benches/compare.sh io`).
 
 use std::io::Write;
 use std::net::{SocketAddr, UdpSocket};
@@ -10,7 +12,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use shardcast_dataplane::io::{pin_current_thread, poll_readable, stop_on_signals, RecvBatch, SendBatch};
+use shardcast_dataplane::io::{
+    pin_current_thread, poll_readable, stop_on_signals, RecvBatch, SendBatch, UringCounts, UringRelay,
+};
 use shardcast_dataplane::socket::{bind_udp, SocketOptions};
 
 /// A minimal recvmmsg/sendmmsg relay, configured with routes.
@@ -29,6 +33,16 @@ struct Cli {
     /// Stop after this many seconds (default: on SIGTERM/SIGINT only).
     #[arg(long)]
     duration_secs: Option<u64>,
+    /// The syscall path: `mmsg` (poll + recvmmsg + sendmmsg, as shardcast) or `uring`
+    /// (multishot recvmsg on provided buffers, one sendmsg SQE per output).
+    #[arg(long, value_enum, default_value = "mmsg")]
+    io: IoPath,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IoPath {
+    Mmsg,
+    Uring,
 }
 
 fn parse_route(s: &str) -> Result<(SocketAddr, Vec<SocketAddr>), String> {
@@ -74,12 +88,43 @@ fn main() -> std::process::ExitCode {
     let _ = std::io::stdout().flush();
 
     let stop = stop_on_signals();
+    let until = cli.duration_secs.map(|s| Instant::now() + Duration::from_secs(s));
+    if cli.io == IoPath::Uring {
+        let fds: Vec<_> = sockets.iter().map(|s| s.as_raw_fd()).collect();
+        let dests: Vec<Vec<SocketAddr>> = routes.iter().map(|(_, d)| d.clone()).collect();
+        let mut relay = match UringRelay::new(&fds, &dests, 4096, 2048, 8192) {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("shardcast-floor: io_uring: {e}");
+                return std::process::ExitCode::from(1);
+            }
+        };
+        let mut total = UringCounts::default();
+        while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
+            match relay.poll(Duration::from_millis(100)) {
+                Ok(c) => {
+                    total.received += c.received;
+                    total.sent += c.sent;
+                    total.errors += c.errors;
+                }
+                Err(e) => {
+                    eprintln!("shardcast-floor: io_uring: {e}");
+                    return std::process::ExitCode::from(1);
+                }
+            }
+        }
+        let _ = writeln!(
+            std::io::stdout(),
+            "{}",
+            serde_json::json!({"received": total.received, "sent": total.sent, "send_errors": total.errors})
+        );
+        return std::process::ExitCode::SUCCESS;
+    }
     let fds: Vec<_> = sockets.iter().map(|s| s.as_raw_fd()).collect();
     let mut ready = vec![false; fds.len()];
     let mut recv = RecvBatch::new(cli.batch, 2048);
     let mut send = SendBatch::new(1024);
     let (mut received, mut sent, mut errors) = (0u64, 0u64, 0u64);
-    let until = cli.duration_secs.map(|s| Instant::now() + Duration::from_secs(s));
     while !stop.load(Ordering::Relaxed) && until.is_none_or(|u| Instant::now() < u) {
         if poll_readable(&fds, &mut ready, Duration::from_millis(100)).unwrap_or(0) == 0 {
             continue;

@@ -60,6 +60,9 @@ enum Cmd {
         rates: Vec<f64>,
         #[arg(long, default_value_t = 3)]
         reps: usize,
+        /// Comma-separated targets, in run order; ratios are to `floor`.
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "floor,shardcast")]
+        targets: Vec<TargetName>,
         /// Where to write the plot.
         #[arg(long, default_value = "ladder.svg")]
         svg: PathBuf,
@@ -73,10 +76,20 @@ enum ProfileName {
     Conference,
 }
 
+fn label(t: TargetName) -> &'static str {
+    match t {
+        TargetName::Shardcast => "shardcast",
+        TargetName::Floor => "floor",
+        TargetName::FloorUring => "floor-uring",
+    }
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum TargetName {
     Shardcast,
     Floor,
+    /// The floor relay on io_uring (multishot recvmsg, provided buffers, one sendmsg SQE each).
+    FloorUring,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -133,7 +146,8 @@ impl RunArgs {
         });
         let target = match target {
             TargetName::Shardcast => Target::Shardcast { api: self.api.clone(), token: self.token.clone() },
-            TargetName::Floor => Target::Floor { bin: floor_bin, cpu: self.floor_cpu },
+            TargetName::Floor => Target::Floor { bin: floor_bin, cpu: self.floor_cpu, uring: false },
+            TargetName::FloorUring => Target::Floor { bin: floor_bin, cpu: self.floor_cpu, uring: true },
         };
         let profile = match self.profile {
             ProfileName::P2p => Profile::P2p { streams: self.streams },
@@ -353,10 +367,10 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        Cmd::Compare { run: a, rates, reps, svg: path } => {
+        Cmd::Compare { run: a, rates, reps, targets, svg: path } => {
             let mut rows = Vec::new();
             let mut series: Vec<Series> = Vec::new();
-            for target in [TargetName::Floor, TargetName::Shardcast] {
+            for target in targets {
                 let mut points = Vec::new();
                 for &rate in &rates {
                     let mut results = Vec::new();
@@ -381,7 +395,7 @@ fn main() -> std::process::ExitCode {
                     let loss_med = median(&mut loss);
                     points.push((rate, ns_med, loss_med));
                     rows.push((
-                        format!("{target:?}").to_lowercase(),
+                        label(target).to_string(),
                         rate,
                         ns_med,
                         ns_min,
@@ -390,7 +404,7 @@ fn main() -> std::process::ExitCode {
                         median(&mut p99),
                     ));
                 }
-                series.push((format!("{target:?}").to_lowercase(), points));
+                series.push((label(target).to_string(), points));
             }
             println!("| target | rate | relay ns/pkt (median [min..max]) | × floor | loss % | p99 µs |");
             println!("|---|---:|---:|---:|---:|---:|");

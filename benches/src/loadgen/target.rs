@@ -16,7 +16,8 @@ pub enum Target {
     /// A running shardcast daemon's API (`http://127.0.0.1:PORT`), optional bearer token.
     Shardcast { api: String, token: Option<String> },
     /// Spawn the floor relay binary, optionally pinned.
-    Floor { bin: String, cpu: Option<usize> },
+    /// The floor relay; `uring`: its io_uring variant (`shardcast-floor --io uring`).
+    Floor { bin: String, cpu: Option<usize>, uring: bool },
     /// Send stream `i` to `ingress[i]`; receivers must be wired by the caller.
     Addrs { ingress: Vec<SocketAddr>, pid: Option<u32> },
     /// A relay the caller starts once it knows the topology (tests: relays that drop,
@@ -94,8 +95,11 @@ impl Target {
                 }
                 Ok(Prepared { ingress: ingress.clone(), pid: *pid, child: None, router: None })
             }
-            Target::Floor { bin, cpu } => {
+            Target::Floor { bin, cpu, uring } => {
                 let mut cmd = Command::new(bin);
+                if *uring {
+                    cmd.args(["--io", "uring"]);
+                }
                 if let Some(c) = cpu {
                     cmd.args(["--cpu", &c.to_string()]);
                 }
@@ -218,7 +222,8 @@ impl Target {
     pub fn name(&self) -> &'static str {
         match self {
             Target::Shardcast { .. } => "shardcast",
-            Target::Floor { .. } => "floor",
+            Target::Floor { uring: false, .. } => "floor",
+            Target::Floor { uring: true, .. } => "floor-uring",
             Target::Addrs { .. } => "addrs",
             Target::Custom(_) => "custom",
         }

@@ -11,6 +11,7 @@ mod mmsg;
 mod reuseport_bpf;
 mod sockopt;
 mod thread;
+mod uring;
 
 pub use epoll::Epoll;
 pub use mmsg::{RecvBatch, SendBatch, SendResult, SendScope};
@@ -19,3 +20,4 @@ pub use sockopt::set_buffer_forced;
 pub use thread::{
     memlock_limit, pin_current_thread, pin_thread, poll_readable, raise_memlock, stop_on_signals,
 };
+pub use uring::{UringCounts, UringRelay};
