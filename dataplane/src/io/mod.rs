@@ -1,10 +1,13 @@
-//! Batched UDP I/O: `recvmmsg` into buffers allocated once, `sendmmsg` with iovecs pointing at a
-//! rewritten header and the original payload. Together with `sockopt`, this module holds all the
-//! data plane's `unsafe`; every block says why it is sound.
+//! The data plane's system calls, and all of its `unsafe` (every block says why it is sound):
+//! batched UDP I/O (`mmsg`: `recvmmsg` into buffers allocated once, `sendmmsg` with iovecs pointing
+//! at a rewritten header and the original payload), the core's readiness wait (`epoll`), socket
+//! options (`sockopt`), thread pinning and limits (`thread`), the shared port's kernel steering
+//! (`reuseport_bpf`) and the io_uring relay the floor uses to measure io_uring against mmsg
+//! (`uring`).
 //!
-//! Why recvmmsg/sendmmsg rather than io_uring batches: the reference measurements on this machine
-//! (`shared/reference/`) show the two within ±6 % for 1 KB UDP except with many ingress sockets,
-//! and glommio offers no public API to submit our own batched SQEs; see ARCHITECTURE.md.
+//! Why recvmmsg/sendmmsg rather than io_uring batches: measured side by side on this machine
+//! (`benches/compare.sh io`), io_uring was 5–10 % dearer per packet for one stream and within 3 %
+//! with ten ingress sockets; see ARCHITECTURE.md and BENCHMARKS.md.
 
 mod epoll;
 mod mmsg;
