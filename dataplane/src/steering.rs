@@ -142,23 +142,20 @@ impl KernelSteering {
 
     /// Steers `key` to `core` (`None`: forgets it).
     pub fn steer(&self, key: &SteerKey, core: Option<u16>) {
-        let Some(k) = kernel_key(key) else { return };
-        let result = match core {
-            Some(c) => self.bpf.set(k, u32::from(c)),
-            None => self.bpf.remove(k),
-        };
-        self.updates.fetch_add(1, Ordering::Relaxed);
-        if result.is_err() {
-            self.errors.fetch_add(1, Ordering::Relaxed);
-        }
+        self.update(key, core, false);
     }
 
     /// Steers a new flow `key` to `core`, leaving a flow the map already steers alone (it is
     /// switched by the handoff protocol); `None` forgets the flow.
     pub fn steer_new(&self, key: &SteerKey, core: Option<u16>) {
+        self.update(key, core, true);
+    }
+
+    fn update(&self, key: &SteerKey, core: Option<u16>, new_only: bool) {
         let Some(k) = kernel_key(key) else { return };
         let result = match core {
-            Some(c) => self.bpf.insert(k, u32::from(c)),
+            Some(c) if new_only => self.bpf.insert(k, u32::from(c)),
+            Some(c) => self.bpf.set(k, u32::from(c)),
             None => self.bpf.remove(k),
         };
         self.updates.fetch_add(1, Ordering::Relaxed);

@@ -209,68 +209,43 @@ impl ReuseportSteering {
 
     /// Attaches the program to the reuseport group of `socket` (a bound SO_REUSEPORT socket).
     pub fn attach(&self, socket: RawFd) -> io::Result<()> {
-        let prog: libc::c_int = self.prog.as_raw_fd();
-        // SAFETY: `prog` is a live c_int and its exact size is passed; the kernel only reads it.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket,
-                libc::SOL_SOCKET,
-                SO_ATTACH_REUSEPORT_EBPF,
-                (&prog as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        super::sockopt::set_int_option(
+            socket,
+            libc::SOL_SOCKET,
+            SO_ATTACH_REUSEPORT_EBPF,
+            self.prog.as_raw_fd(),
+        )
     }
 
     /// Removes the program from the group of `socket`: the kernel hashes every flow again.
     pub fn detach(socket: RawFd) -> io::Result<()> {
-        let unused: libc::c_int = 0;
-        // SAFETY: as in `attach`; the option value is ignored by the kernel.
-        let rc = unsafe {
-            libc::setsockopt(
-                socket,
-                libc::SOL_SOCKET,
-                SO_DETACH_REUSEPORT_BPF,
-                (&unused as *const libc::c_int).cast(),
-                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
+        // The option value is ignored by the kernel.
+        super::sockopt::set_int_option(socket, libc::SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, 0)
     }
 
     /// Steers `key` to the group's socket number `index`.
     pub fn set(&self, key: KernelKey, index: u32) -> io::Result<()> {
-        let value = index;
-        let mut attr = Attr::new();
-        attr.u32_at(0, self.map.as_raw_fd() as u32)
-            .u64_at(8, key.as_ptr() as u64)
-            .u64_at(16, (&value as *const u32) as u64)
-            .u64_at(24, 0); // BPF_ANY
-        bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
+        self.update(key, index, 0) // BPF_ANY
     }
 
     /// Steers `key` to socket `index` unless the map already steers it; an existing entry is not
     /// an error (and stays as it is).
     pub fn insert(&self, key: KernelKey, index: u32) -> io::Result<()> {
+        match self.update(key, index, 1) {
+            // BPF_NOEXIST
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
+            other => other,
+        }
+    }
+
+    fn update(&self, key: KernelKey, index: u32, flags: u64) -> io::Result<()> {
         let value = index;
         let mut attr = Attr::new();
         attr.u32_at(0, self.map.as_raw_fd() as u32)
             .u64_at(8, key.as_ptr() as u64)
             .u64_at(16, (&value as *const u32) as u64)
-            .u64_at(24, 1); // BPF_NOEXIST
-        match bpf(BPF_MAP_UPDATE_ELEM, &mut attr) {
-            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => Ok(()),
-            other => other.map(drop),
-        }
+            .u64_at(24, flags);
+        bpf(BPF_MAP_UPDATE_ELEM, &mut attr).map(drop)
     }
 
     /// Forgets `key` (its flow is hashed again). A key that is not there is not an error.
