@@ -47,11 +47,13 @@ pub enum DropReason {
     KeyframeRequestThrottled,
     /// A NACKed packet neither in the store nor requestable from the producer (too many at once).
     RetransmissionMissing,
+    /// A retransmission answered from the store whose packet was overwritten before it was sent.
+    RetransmissionEvicted,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 19] = [
+    pub const ALL: [DropReason; 20] = [
         DropReason::NotRtp,
         DropReason::Malformed,
         DropReason::UnknownTransport,
@@ -71,6 +73,7 @@ impl DropReason {
         DropReason::SendWouldBlock,
         DropReason::KeyframeRequestThrottled,
         DropReason::RetransmissionMissing,
+        DropReason::RetransmissionEvicted,
     ];
 
     /// Number of reasons.
@@ -98,6 +101,7 @@ impl DropReason {
             DropReason::RingFull => "ring_full",
             DropReason::KeyframeRequestThrottled => "keyframe_request_throttled",
             DropReason::RetransmissionMissing => "retransmission_missing",
+            DropReason::RetransmissionEvicted => "retransmission_evicted",
         }
     }
 
@@ -166,9 +170,11 @@ impl Counters {
         self.outputs == self.packets_out + self.egress_drops_after_output()
     }
 
-    /// Egress drops that happen after an output was produced (send failures).
+    /// Egress drops that happen after an output was produced (send failures, evicted payloads).
     pub fn egress_drops_after_output(&self) -> u64 {
-        self.drops_of(DropReason::SendError) + self.drops_of(DropReason::SendWouldBlock)
+        self.drops_of(DropReason::SendError)
+            + self.drops_of(DropReason::SendWouldBlock)
+            + self.drops_of(DropReason::RetransmissionEvicted)
     }
 
     /// Adds another set of counters into this one.

@@ -161,6 +161,9 @@ impl CoreState {
     }
 
     fn poll_commands_inner(state: &State) {
+        // Outputs point into the receive slots and name sockets a command may move or close:
+        // they leave first.
+        state.borrow_mut().flush_outputs();
         Self::poll_imports(state);
         loop {
             let Some(batch) = state.borrow().ring.pop() else { break };
@@ -545,26 +548,35 @@ impl CoreState {
         let Some(fd) = self.sockets.get(&SocketId::SHARED).map(|e| e.fd) else { return };
         for _ in 0..64 {
             match self.receive_and_forward(SocketId::SHARED, fd) {
-                Ok(n) if n < self.recv_slots => return,
+                Ok(n) if n < self.recv_slots => break,
                 Ok(_) => {}
                 Err(_) => {
                     self.socket_errors += 1;
-                    return;
+                    break;
                 }
             }
         }
+        // Before the next carried datagram reuses the output buffer.
+        self.flush_outputs();
     }
 
-    /// Receives one batch from `fd`, forwards it and sends the outputs. Returns the datagrams read.
+    /// Receives up to one `recvmmsg` batch from `fd` into the free slots of the core's receive
+    /// batch and forwards it. The outputs wait in `outputs` until `flush_outputs` — which runs
+    /// before any command, carried datagram or wait, and when the slots run out — so what every
+    /// socket ready in one pass received leaves in one `sendmmsg` per egress socket. Returns the
+    /// datagrams read.
     fn receive_and_forward(&mut self, socket: SocketId, fd: RawFd) -> std::io::Result<usize> {
         let started = Instant::now();
-        let n = self.recv.recv(fd)?;
+        if self.recv.free_slots() < self.recv_slots {
+            self.flush_outputs();
+        }
+        let first = self.recv.len();
+        let n = self.recv.recv_append(fd, self.recv_slots)?;
         if n == 0 {
             return Ok(0);
         }
         let now_us = started.duration_since(self.origin).as_micros() as u64;
-        self.outputs.items.clear();
-        for i in 0..n {
+        for i in first..first + n {
             let (data, source) = self.recv.get(i);
             if self.outputs.items.len() + 1024 > OUTPUT_CAPACITY {
                 Self::send_outputs(
@@ -590,7 +602,6 @@ impl CoreState {
                 Self::hop_packet(&mut self.shard, &self.peers, core, packet);
             }
         }
-        Self::send_outputs(&mut self.shard, &mut self.send, &self.recv, &mut self.outputs, &self.sockets);
         while let Some(event) = self.shard.pop_event() {
             if self.events.try_send(CoreEvent { core: self.index, event }).is_err() {
                 self.events_dropped += 1;
@@ -601,6 +612,16 @@ impl CoreState {
             self.publish();
         }
         Ok(n)
+    }
+
+    /// Sends the outputs waiting since the last flush and frees the receive slots they point into.
+    fn flush_outputs(&mut self) {
+        if !self.outputs.items.is_empty() {
+            let started = Instant::now();
+            Self::send_outputs(&mut self.shard, &mut self.send, &self.recv, &mut self.outputs, &self.sockets);
+            self.busy_ns += started.elapsed().as_nanos() as u64;
+        }
+        self.recv.clear();
     }
 
     /// Sends every buffered output, one `sendmmsg` run per egress socket, in output order per
@@ -640,7 +661,14 @@ impl CoreState {
                         recv.datagram(index).get(usize::from(offset)..).unwrap_or(&[])
                     }
                     PayloadRef::Stored { router, producer, seq } => {
-                        store.stored_payload(router, producer, seq)
+                        let p = store.stored_payload(router, producer, seq);
+                        if p.is_empty() {
+                            // Overwritten in the store since the NACK was answered: never send
+                            // a header without its payload.
+                            counts.drop(DropReason::RetransmissionEvicted);
+                            continue;
+                        }
+                        p
                     }
                 };
                 if !scope.push(o.dest, o.header(), payload) {
@@ -764,6 +792,7 @@ fn core_loop(state: &State, doorbell_rx: &std::os::unix::net::UnixStream, stop: 
             std::mem::swap(&mut ready, &mut still);
         }
         let mut st = state.borrow_mut();
+        st.flush_outputs();
         st.publish();
         // Behind a handoff barrier only the doorbell matters (the returning marker rings it):
         // the sockets stay unread, and would keep a level-triggered wait returning at once.
@@ -914,7 +943,8 @@ impl DataPlane {
                         replies,
                         events,
                         stats,
-                        recv: RecvBatch::new(recv_batch, SLOT_SIZE),
+                        // Room for several sockets' batches, sent together (`flush_outputs`).
+                        recv: RecvBatch::new(recv_batch * 4, SLOT_SIZE),
                         hops,
                         hop_scratch: Box::new(HopPacket {
                             source: SocketAddr::from(([0, 0, 0, 0], 0)),

@@ -160,20 +160,33 @@ impl RecvBatch {
     /// Receives up to `slots` datagrams without blocking; `Ok(0)` when none is queued.
     pub fn recv(&mut self, fd: RawFd) -> io::Result<usize> {
         self.len = 0;
+        self.recv_append(fd, self.hdrs.len())
+    }
+
+    /// Receives up to `max` more datagrams from `fd` into the free slots after those already
+    /// held (indexes `len()..`), so one batch can gather several sockets' datagrams before its
+    /// outputs are sent. Returns how many arrived (0: nothing queued, or no free slot).
+    pub fn recv_append(&mut self, fd: RawFd, max: usize) -> io::Result<usize> {
+        let start = self.len;
+        let count = max.min(self.hdrs.len() - start);
+        if count == 0 {
+            return Ok(0);
+        }
         let control_len = if self.control.is_empty() { 0 } else { CONTROL_WORDS * 8 };
-        for h in self.hdrs.iter_mut() {
+        for h in self.hdrs[start..start + count].iter_mut() {
             h.msg_hdr.msg_namelen = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
             h.msg_hdr.msg_flags = 0;
             h.msg_hdr.msg_controllen = control_len as _;
             h.msg_len = 0;
         }
-        // SAFETY: every header points at a live iovec (into `buffers`) and a live sockaddr_storage
-        // of the length given, all owned by `self` and not otherwise borrowed during the call.
+        // SAFETY: headers `start..start + count` exist and each points at a live iovec (into
+        // `buffers`) and a live sockaddr_storage of the length given, all owned by `self` and not
+        // otherwise borrowed during the call.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
-                self.hdrs.as_mut_ptr(),
-                self.hdrs.len() as libc::c_uint,
+                self.hdrs[start..].as_mut_ptr(),
+                count as libc::c_uint,
                 libc::MSG_DONTWAIT,
                 std::ptr::null_mut(),
             )
@@ -187,14 +200,24 @@ impl RecvBatch {
         }
         let n = n as usize;
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
-        for i in 0..n {
+        for i in start..start + n {
             self.lens[i] = (self.hdrs[i].msg_len as usize).min(self.slot_size);
             self.sources[i] = decode(&self.addrs[i]).unwrap_or(unspecified);
             self.stamps[i] = if control_len > 0 { read_timestamp(&self.hdrs[i].msg_hdr) } else { None };
         }
-        self.len = n;
+        self.len = start + n;
         let _ = &self.iovecs;
         Ok(n)
+    }
+
+    /// Forgets the datagrams held (their slots are free again).
+    pub fn clear(&mut self) {
+        self.len = 0;
+    }
+
+    /// Slots not holding a datagram.
+    pub fn free_slots(&self) -> usize {
+        self.hdrs.len() - self.len
     }
 
     /// Datagrams held since the last `recv`.
@@ -448,6 +471,40 @@ mod tests {
             assert_eq!(&d[..2], &[0xAB, i as u8]);
             assert_eq!(&d[2..], &payloads[i][..]);
         }
+    }
+
+    /// Two sockets' datagrams gathered in one batch: each keeps its slot, bytes and source until
+    /// `clear`; a full batch takes no more.
+    #[test]
+    fn recv_append_gathers_several_sockets_until_full() {
+        let (a, b, c) = (bind(), bind(), bind());
+        for i in 0..3u8 {
+            a.send_to(&[1, i], b.local_addr().unwrap()).unwrap();
+            a.send_to(&[2, i, i], c.local_addr().unwrap()).unwrap();
+        }
+        let mut recv = RecvBatch::new(5, 2048);
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        let mut from_b = 0;
+        while from_b < 3 && std::time::Instant::now() < deadline {
+            from_b += recv.recv_append(b.as_raw_fd(), 64).unwrap();
+        }
+        assert_eq!(from_b, 3);
+        let mut from_c = 0;
+        while from_c < 2 && std::time::Instant::now() < deadline {
+            from_c += recv.recv_append(c.as_raw_fd(), 64).unwrap();
+        }
+        assert_eq!((from_c, recv.len(), recv.free_slots()), (2, 5, 0), "capped at the free slots");
+        assert_eq!(recv.recv_append(c.as_raw_fd(), 64).unwrap(), 0, "full: nothing more");
+        for i in 0..3 {
+            assert_eq!(recv.get(i), (&[1, i as u8][..], a.local_addr().unwrap()));
+        }
+        for i in 0..2 {
+            assert_eq!(recv.get(3 + i).0, &[2, i as u8, i as u8][..]);
+        }
+        recv.clear();
+        assert_eq!((recv.len(), recv.free_slots()), (0, 5));
+        let got = recv_all(&mut recv, &c, 1);
+        assert_eq!(got[0].0, vec![2, 2, 2], "the third datagram waited in the socket");
     }
 
     #[test]
