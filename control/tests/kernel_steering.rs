@@ -3,7 +3,7 @@
 //! plane's steering reaches the kernel and no datagram is carried between cores; moving a router
 //! through the API keeps every packet, in order.
 
-use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
 use shardcast::{Config, Kind, Shardcast};
