@@ -577,12 +577,15 @@ impl Controller {
                     "drops": drops, "batches_applied": s.batches_applied, "apply_ns_max": s.apply_ns_max,
                     "busy_ns": s.busy_ns, "wakeups": s.wakeups, "routers": s.routers, "ring_depth": s.ring_depth,
                     "handoffs_in": s.handoffs_in, "freeze_ns_max": s.freeze_ns_max,
+                    "barrier_failures": s.barrier_failures,
                 })
             })
             .collect();
         json!({
             "pid": std::process::id(),
             "shared_port": self.plane.shared_addr().to_string(),
+            "kernel_steering": self.plane.kernel_steering()
+                .map(|k| json!({"updates": k.updates, "errors": k.errors})),
             "routers": self.model.routers.len(), "transports": self.model.transports.len(),
             "producers": self.model.producers.len(), "consumers": self.model.consumers.len(),
             "moves": self.metrics.moves.load(Ordering::Relaxed),

@@ -127,6 +127,7 @@ pub struct CoreStats {
     pub(crate) handoffs_in: AtomicU64,
     pub(crate) freeze_ns_max: AtomicU64,
     pub(crate) freeze_ns_total: AtomicU64,
+    pub(crate) barrier_failures: AtomicU64,
 }
 
 /// A copy of [`CoreStats`].
@@ -148,6 +149,9 @@ pub struct CoreStatsSnapshot {
     pub handoffs_in: u64,
     pub freeze_ns_max: u64,
     pub freeze_ns_total: u64,
+    /// Handoff barriers given up (a marker not sent, or not back within the deadline): the
+    /// ordering guarantee of those handoffs was weakened, nothing was lost.
+    pub barrier_failures: u64,
     /// Batches waiting in the control → core ring.
     pub ring_depth: u64,
 }
@@ -202,6 +206,7 @@ impl CoreStats {
             handoffs_in: self.handoffs_in.load(r),
             freeze_ns_max: self.freeze_ns_max.load(r),
             freeze_ns_total: self.freeze_ns_total.load(r),
+            barrier_failures: self.barrier_failures.load(r),
             ring_depth: ring_depth as u64,
         }
     }

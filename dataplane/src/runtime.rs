@@ -41,6 +41,8 @@ const SLOT_SIZE: usize = 2048;
 const MAX_HOPS: u8 = 32;
 /// How long the core waits before re-checking a pending handoff barrier.
 const BARRIER_POLL: Duration = Duration::from_millis(1);
+/// The longest a handoff barrier is waited for before it is lifted (and counted).
+const BARRIER_DEADLINE: Duration = Duration::from_millis(200);
 /// The longest idle wait (the doorbell and sockets wake it earlier).
 const IDLE_WAIT: Duration = Duration::from_millis(100);
 /// How often a busy core publishes its counters.
@@ -129,6 +131,8 @@ struct CoreState {
     barrier_epoll: crate::io::Epoll,
     /// Handoff barriers pending: while non-zero, sockets are not read (see `poll_imports`).
     barriers: u32,
+    /// When the first pending barrier was raised (`BARRIER_DEADLINE`).
+    barrier_since: Instant,
     /// Barrier markers that could not be sent (ordering not guaranteed for that handoff).
     barrier_failures: u64,
     /// Kernel steering of the shared port, when loaded (shared by the cores; see `steering`).
@@ -469,6 +473,9 @@ impl CoreState {
             let mut st = state.borrow_mut();
             // Barrier (see below), raised before the moved sockets join the epoll set: the run
             // loop must not read them before it lifts.
+            if st.barriers == 0 {
+                st.barrier_since = Instant::now();
+            }
             st.barriers += 1;
             for key in router.shared_port_keys() {
                 // This core owns the flow now: no steering for it here. The kernel keeps
@@ -518,6 +525,7 @@ impl CoreState {
         if !self.pending_switch.iter().any(|p| p.to == origin) {
             return;
         }
+        let me = self.index as u16;
         let due: Vec<PendingSwitch> = {
             let (shard, barriers) = (&self.shard, self.barriers);
             let mut due = Vec::new();
@@ -525,7 +533,11 @@ impl CoreState {
                 if p.to != origin {
                     return true;
                 }
-                let settled = barriers == 0 && shard.steering_of(&p.key) == Some((p.router, origin));
+                // Settled: no barrier here, the router not moved on since, and the kernel steers
+                // the flow here now — so this core's socket is where its backlog is.
+                let settled = barriers == 0
+                    && shard.steering_of(&p.key) == Some((p.router, origin))
+                    && kernel.lookup(&p.key) == Some(me);
                 if settled {
                     due.push(*p);
                 }
@@ -712,6 +724,7 @@ impl CoreState {
         s.routers.store(self.shard.routers().count() as u64, r);
         s.handoffs_in.store(self.handoffs_in, r);
         s.freeze_ns_total.store(self.freeze_ns_total, r);
+        s.barrier_failures.store(self.barrier_failures, r);
         s.freeze_ns_max.store(self.freeze_ns_max, r);
     }
 }
@@ -798,6 +811,12 @@ fn core_loop(state: &State, doorbell_rx: &std::os::unix::net::UnixStream, stop: 
         // the sockets stay unread, and would keep a level-triggered wait returning at once.
         // With sockets still holding data, only look for newly ready ones (no wait).
         let st = &mut *st;
+        if st.barriers > 0 && st.barrier_since.elapsed() > BARRIER_DEADLINE {
+            // A marker that never comes back (its ring stayed full) must not leave this core deaf:
+            // lift the barrier, counted; only the ordering guarantee of that handoff is lost.
+            st.barriers = 0;
+            st.barrier_failures += 1;
+        }
         let timeout = if st.barriers > 0 {
             BARRIER_POLL
         } else if !ready.is_empty() {
@@ -977,6 +996,7 @@ impl DataPlane {
                         epoll,
                         barrier_epoll,
                         barriers: 0,
+                        barrier_since: now,
                         barrier_failures: 0,
                         kernel: core_kernel,
                         pending_switch: Vec::new(),

@@ -160,9 +160,10 @@ fn moves(producer_on_shared_port: bool) {
     all.add(&b.counters);
     assert_eq!(all.ingress_drops() + all.egress_drops(), 0, "{a:?}\n{b:?}");
     eprintln!(
-        "handoff: {moves} moves, {moves_per_sec:.0} moves/s, freeze max {} µs, {total} packets in, hops {}, arrival reorders {reorders}",
+        "handoff: {moves} moves, {moves_per_sec:.0} moves/s, freeze max {} µs, {total} packets in, hops {}, arrival reorders {reorders}, barriers given up {}",
         a.freeze_ns_max.max(b.freeze_ns_max) / 1000,
-        all.hopped_out
+        all.hopped_out,
+        a.barrier_failures + b.barrier_failures
     );
     plane.plane.shutdown(DEADLINE).expect("cores stop");
 }

@@ -4,15 +4,16 @@
 //! up to date. A flow the map does not know (or a packet the program does not understand) falls
 //! back to the kernel's hash, and the core it lands on carries it to the owner as before.
 //!
-//! The program is 37 instructions of hand-assembled eBPF (no compiler, no loader crate), so it is
+//! The program is 38 instructions of hand-assembled eBPF (no compiler, no loader crate), so it is
 //! spelled out below instruction by instruction. It runs with `skb->data` at the UDP payload
 //! (the kernel pulls the UDP header before running a reuseport program), and it mirrors the
 //! software steering in `core::shard` exactly:
 //!
 //! 1. plain IPv4 (version 4, no options): key `(source address, source port)` — the
 //!    `SteerKey::Remote` of a transport with a known remote;
-//! 2. else, or if that key is unknown: an RTP packet (version 2, not an RTCP packet type, at
-//!    least 12 bytes) is looked up by `(0, SSRC)` — the `SteerKey::Ssrc` of a comedia producer;
+//! 2. else, or if that key is unknown: an RTP packet (first byte 128..=191, second byte not an
+//!    RTCP type as `core::demux::classify` reads it, at least 12 bytes) is looked up by
+//!    `(0, SSRC)` — the `SteerKey::Ssrc` of a comedia producer;
 //! 3. else: return an index past the group, which the kernel answers with its hash.
 //!
 //! The value is the index of the socket in the reuseport group, which is the core index: the
@@ -78,7 +79,7 @@ const PSEUDO_MAP_FD: u8 = 1;
 
 /// The program, with `map` as the hash map's descriptor. Jump offsets count from the next
 /// instruction; the labels are the instruction numbers in the comments.
-fn program(map: RawFd) -> [Insn; 37] {
+fn program(map: RawFd) -> [Insn; PROGRAM_LEN] {
     [
         /* 0 */ insn(MOV64_X, 6, 1, 0, 0), // r6 = skb (LD_ABS needs it there)
         // 1. (source address, source port) of plain IPv4.
@@ -97,34 +98,38 @@ fn program(map: RawFd) -> [Insn; 37] {
         /* 12 */ insn(JEQ_K, 0, 0, 2, 0), // unknown: goto 15
         /* 13 */ insn(LDX_W, 0, 0, 0, 0), // r0 = core index
         /* 14 */ insn(EXIT, 0, 0, 0, 0),
-        // 2. (0, SSRC) of an RTP packet.
+        // 2. (0, SSRC) of an RTP packet, classified as `core::demux::classify` does.
         /* 15 */
         insn(LDX_W, 0, 6, 0, 0), // r0 = skb->len (the UDP payload)
-        /* 16 */ insn(JLT_K, 0, 0, 18, 12), // shorter than an RTP header: goto 35
+        /* 16 */ insn(JLT_K, 0, 0, 19, 12), // shorter than an RTP header: goto 36
         /* 17 */ insn(LD_ABS_B, 0, 0, 0, 0),
         /* 18 */ insn(AND64_K, 0, 0, 0, 0xc0),
-        /* 19 */ insn(JNE_K, 0, 0, 15, 0x80), // not version 2: goto 35
+        /* 19 */ insn(JNE_K, 0, 0, 16, 0x80), // first byte not 128..=191: goto 36
         /* 20 */ insn(LD_ABS_B, 0, 0, 0, 1),
-        /* 21 */ insn(JLT_K, 0, 0, 1, 192), // RTP payload type: goto 23
-        /* 22 */ insn(JLE_K, 0, 0, 12, 223), // RTCP (RFC 5761: 192..=223): goto 35
-        /* 23 */ insn(LD_ABS_W, 0, 0, 0, 8), // SSRC
-        /* 24 */ insn(STX_W, 10, 0, -4, 0),
-        /* 25 */ insn(MOV64_K, 0, 0, 0, 0),
-        /* 26 */ insn(STX_W, 10, 0, -8, 0),
-        /* 27 */ insn(MOV64_X, 2, 10, 0, 0),
-        /* 28 */ insn(ADD64_K, 2, 0, 0, -8),
-        /* 29 */ insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, map),
-        /* 30 */ insn(0, 0, 0, 0, 0),
-        /* 31 */ insn(CALL, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
-        /* 32 */ insn(JEQ_K, 0, 0, 2, 0), // unknown: goto 35
-        /* 33 */ insn(LDX_W, 0, 0, 0, 0),
-        /* 34 */ insn(EXIT, 0, 0, 0, 0),
+        /* 21 */ insn(AND64_K, 0, 0, 0, 0x7f), // payload type without the marker bit
+        /* 22 */ insn(JLT_K, 0, 0, 1, 64), // RTP: goto 24
+        /* 23 */ insn(JLE_K, 0, 0, 12, 95), // RTCP (RFC 5761: 64..=95 here): goto 36
+        /* 24 */ insn(LD_ABS_W, 0, 0, 0, 8), // SSRC
+        /* 25 */ insn(STX_W, 10, 0, -4, 0),
+        /* 26 */ insn(MOV64_K, 0, 0, 0, 0),
+        /* 27 */ insn(STX_W, 10, 0, -8, 0),
+        /* 28 */ insn(MOV64_X, 2, 10, 0, 0),
+        /* 29 */ insn(ADD64_K, 2, 0, 0, -8),
+        /* 30 */ insn(LD_IMM64, 1, PSEUDO_MAP_FD, 0, map),
+        /* 31 */ insn(0, 0, 0, 0, 0),
+        /* 32 */ insn(CALL, 0, 0, 0, BPF_FUNC_MAP_LOOKUP_ELEM),
+        /* 33 */ insn(JEQ_K, 0, 0, 2, 0), // unknown: goto 36
+        /* 34 */ insn(LDX_W, 0, 0, 0, 0),
+        /* 35 */ insn(EXIT, 0, 0, 0, 0),
         // 3. Anything else: past the group, so the kernel hashes.
-        /* 35 */
+        /* 36 */
         insn(MOV64_K, 0, 0, 0, -1),
-        /* 36 */ insn(EXIT, 0, 0, 0, 0),
+        /* 37 */ insn(EXIT, 0, 0, 0, 0),
     ]
 }
+
+/// Instructions in [`program`].
+const PROGRAM_LEN: usize = 38;
 
 /// `union bpf_attr`, as a zeroed block the commands below fill in (the kernel requires every
 /// byte past a command's fields to be zero).
@@ -377,6 +382,7 @@ mod tests {
         assert_eq!(st.get(remote_key(senders[0].local_addr().unwrap())).unwrap(), None);
         let mut rtcp = rtp(0xdead_beef);
         rtcp[1] = 200;
+        // What `demux::classify` also calls RTCP: payload type 64..=95 without the marker bit.
         for p in [rtcp, vec![0x80], vec![], vec![0x16, 0xfe, 0xfd], rtp(1)] {
             let first = {
                 senders[1].send_to(&p, dest).unwrap();
@@ -387,6 +393,43 @@ mod tests {
         }
         // Removing what is not there is fine.
         st.remove([1, 2]).unwrap();
+    }
+
+    /// RTCP as `demux::classify` reads it (types 64..=95 in the low 7 bits, with or without the
+    /// marker bit) is never steered by SSRC: many senders' RTCP spreads over the group while the
+    /// same SSRC's RTP all lands on the socket the key names.
+    #[test]
+    fn rtcp_is_classified_as_the_software_demux_does() {
+        use shardcast_core::demux::{classify, PacketClass};
+        let g = group(2);
+        let st = steering();
+        st.attach(g[0].as_raw_fd()).unwrap();
+        let dest = g[0].local_addr().unwrap();
+        st.set([0, 0x0bad_cafe], 1).unwrap();
+        let senders: Vec<UdpSocket> =
+            (0..24).map(|_| UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).unwrap()).collect();
+        for second in [200u8, 72, 201 & 0x7f, 223] {
+            let mut p = rtp(0x0bad_cafe);
+            p[1] = second;
+            assert_eq!(classify(&p), PacketClass::Rtcp, "byte {second}");
+            let on_1 = senders
+                .iter()
+                .filter(|s| {
+                    s.send_to(&p, dest).unwrap();
+                    landed(&g, &p) == 1
+                })
+                .count();
+            assert!(on_1 < senders.len(), "RTCP byte {second} was steered by SSRC");
+        }
+        for second in [96u8, 0x80 | 96, 0, 127] {
+            let mut p = rtp(0x0bad_cafe);
+            p[1] = second;
+            assert_eq!(classify(&p), PacketClass::Rtp, "byte {second}");
+            for s in &senders {
+                s.send_to(&p, dest).unwrap();
+                assert_eq!(landed(&g, &p), 1, "RTP byte {second} follows its SSRC key");
+            }
+        }
     }
 
     #[test]

@@ -41,7 +41,8 @@ struct SendSlot {
 
 /// A relay over io_uring; see the module documentation.
 pub struct UringRelay {
-    // Dropped first: the ring's teardown cancels what is in flight before the memory below goes.
+    // `Drop` cancels and reaps what is in flight and unregisters the buffer ring before any of
+    // the memory below is freed; the ring itself closes after that.
     ring: IoUring,
     fds: Vec<RawFd>,
     routes: Vec<Vec<(libc::sockaddr_storage, libc::socklen_t)>>,
@@ -89,8 +90,11 @@ impl UringRelay {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "uring relay: bad sizes"));
         }
         let sq = (max_sends + fds.len()).next_power_of_two().min(32768) as u32;
-        let ring =
-            IoUring::builder().setup_cqsize(sq * 4).setup_coop_taskrun().setup_single_issuer().build(sq)?;
+        let ring = IoUring::builder()
+            .setup_cqsize((sq * 4).min(65536))
+            .setup_coop_taskrun()
+            .setup_single_issuer()
+            .build(sq)?;
         let page = 4096usize;
         let buf_ring_bytes =
             (usize::from(buffers) * std::mem::size_of::<BufRingEntry>()).div_ceil(page) * page;
