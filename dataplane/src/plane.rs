@@ -59,8 +59,8 @@ impl Default for DataPlaneConfig {
 pub struct RouterExport {
     pub id: RouterId,
     pub router: Router,
-    /// Duplicated descriptors of its dedicated sockets: the kernel sockets, and the datagrams
-    /// queued on them during the move, are the same.
+    /// Its dedicated sockets, moved whole: the kernel sockets, and the datagrams queued on them
+    /// during the move, are the same.
     pub sockets: Vec<(SocketId, UdpSocket)>,
     /// When the owner froze it (for the freeze-time figure).
     pub frozen_at: std::time::Instant,
