@@ -51,6 +51,8 @@ const PUBLISH_EVERY: Duration = Duration::from_millis(50);
 /// Outputs of one receive batch; refuses to grow (a full buffer is flushed by the caller).
 struct OutputBuffer {
     items: Box<heapless::Vec<Output, OUTPUT_CAPACITY>>,
+    /// Scratch for `send_outputs`: output indexes grouped by egress socket.
+    order: Box<heapless::Vec<u32, OUTPUT_CAPACITY>>,
 }
 
 impl OutputSink for OutputBuffer {
@@ -645,24 +647,25 @@ impl CoreState {
         outputs: &mut OutputBuffer,
         sockets: &HashMap<SocketId, SocketEntry>,
     ) {
-        let items = &outputs.items;
-        let mut done = 0usize;
-        let mut cursor = 0usize;
-        while done < items.len() {
-            // The next socket not yet sent is that of the first unsent output.
-            while cursor < items.len() && items[..cursor].iter().any(|o| o.socket == items[cursor].socket) {
-                cursor += 1;
-            }
-            let Some(first) = items.get(cursor) else { break };
-            let socket = first.socket;
-            cursor += 1;
+        let OutputBuffer { items, order } = outputs;
+        // Group by egress socket, keeping output order within each socket: sort the indexes by
+        // (socket, index) — in place, no allocation, n log n however many sockets.
+        order.clear();
+        for i in 0..items.len() {
+            let _ = order.push(i as u32);
+        }
+        order.sort_unstable_by_key(|&i| (items[i as usize].socket, i));
+        let mut k = 0usize;
+        while k < order.len() {
+            let socket = items[order[k] as usize].socket;
             let fd = sockets.get(&socket).map(|e| e.fd);
             // Counted locally: the stored payloads borrow the shard while the batch is built.
             let mut counts = shardcast_core::drop_reason::Counters::default();
             let store: &Shard = shard;
             let mut scope = send.scope();
-            for o in items.iter().filter(|o| o.socket == socket) {
-                done += 1;
+            while k < order.len() && items[order[k] as usize].socket == socket {
+                let o = &items[order[k] as usize];
+                k += 1;
                 let Some(fd) = fd else {
                     counts.drop(DropReason::SendError);
                     continue;
@@ -699,7 +702,7 @@ impl CoreState {
             drop(scope);
             shard.counters_mut().add(&counts);
         }
-        outputs.items.clear();
+        items.clear();
     }
 
     fn count_send(counters: &mut shardcast_core::drop_reason::Counters, r: SendResult) {
@@ -977,7 +980,7 @@ impl DataPlane {
                         handoffs_in: 0,
                         freeze_ns_total: 0,
                         freeze_ns_max: 0,
-                        outputs: OutputBuffer { items: Box::default() },
+                        outputs: OutputBuffer { items: Box::default(), order: Box::default() },
                         send: SendBatch::new(1024),
                         sockets: HashMap::new(),
                         origin: now,
