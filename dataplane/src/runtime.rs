@@ -38,7 +38,7 @@ const OUTPUT_CAPACITY: usize = 8192;
 /// Largest datagram a receive slot holds (bigger ones are truncated and counted malformed).
 const SLOT_SIZE: usize = 2048;
 /// Times a datagram may be carried between cores while its router keeps moving.
-const MAX_HOPS: u8 = 32;
+const MAX_HOPS: u8 = 8;
 /// How long the core waits before re-checking a pending handoff barrier.
 const BARRIER_POLL: Duration = Duration::from_millis(1);
 /// The longest a handoff barrier is waited for before it is lifted (and counted).
@@ -820,19 +820,19 @@ fn core_loop(state: &State, doorbell_rx: &std::os::unix::net::UnixStream, stop: 
             st.barriers = 0;
             st.barrier_failures += 1;
         }
-        let timeout = if st.barriers > 0 {
+        let behind = st.barriers > 0;
+        let timeout = if behind {
             BARRIER_POLL
         } else if !ready.is_empty() {
             Duration::ZERO
         } else {
             IDLE_WAIT
         };
-        let set = if st.barriers > 0 { &mut st.barrier_epoll } else { &mut st.epoll };
+        let set = if behind { &mut st.barrier_epoll } else { &mut st.epoll };
         let n = set.wait(timeout);
         if timeout > Duration::ZERO {
             st.wakeups += 1;
         }
-        let set = if st.barriers > 0 { &st.barrier_epoll } else { &st.epoll };
         for i in 0..n {
             match set.token(i) {
                 Some(DOORBELL_TOKEN) => {

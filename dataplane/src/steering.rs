@@ -100,6 +100,8 @@ impl KernelSteering {
         let ssrc: u32 = 0x5348_4344 ^ std::process::id();
         let key = [0, ssrc];
         let mut buf = [0u8; 2048];
+        let fds: Vec<_> = group.iter().map(|s| s.as_raw_fd()).collect();
+        let mut ready = vec![false; fds.len()];
         for i in 0..group.len() {
             self.bpf.set(key, i as u32)?;
             let mut probe = vec![0x80, 96, 0, i as u8, 0, 0, 0, 0];
@@ -108,9 +110,6 @@ impl KernelSteering {
             sender.send_to(&probe, dest)?;
             let deadline = Instant::now() + Duration::from_secs(1);
             'wait: loop {
-                let mut fds = Vec::with_capacity(group.len());
-                fds.extend(group.iter().map(|s| s.as_raw_fd()));
-                let mut ready = vec![false; fds.len()];
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
                     let _ = self.bpf.remove(key);

@@ -113,12 +113,7 @@ fn main() -> std::process::ExitCode {
                 }
             }
         }
-        let _ = writeln!(
-            std::io::stdout(),
-            "{}",
-            serde_json::json!({"received": total.received, "sent": total.sent, "send_errors": total.errors})
-        );
-        return std::process::ExitCode::SUCCESS;
+        return report(total.received, total.sent, total.errors);
     }
     let fds: Vec<_> = sockets.iter().map(|s| s.as_raw_fd()).collect();
     let mut ready = vec![false; fds.len()];
@@ -154,6 +149,11 @@ fn main() -> std::process::ExitCode {
             }
         }
     }
+    report(received, sent, errors)
+}
+
+/// The exit line the load generator reads.
+fn report(received: u64, sent: u64, errors: u64) -> std::process::ExitCode {
     // The reader may be gone (the load generator closed the pipe): never panic on exit.
     let _ = writeln!(
         std::io::stdout(),

@@ -31,7 +31,7 @@ fn decode(addr: &libc::sockaddr_storage) -> Option<SocketAddr> {
 }
 
 /// Encodes `addr` into `out`, returning the length to pass to the kernel.
-fn encode(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
+pub(super) fn encode(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t {
     match addr {
         SocketAddr::V4(a) => {
             // SAFETY: sockaddr_storage is larger and suitably aligned for sockaddr_in.
@@ -54,7 +54,7 @@ fn encode(addr: SocketAddr, out: &mut libc::sockaddr_storage) -> libc::socklen_t
     }
 }
 
-fn zeroed_storage() -> libc::sockaddr_storage {
+pub(super) fn zeroed_storage() -> libc::sockaddr_storage {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid (AF_UNSPEC) value.
     unsafe { std::mem::zeroed() }
 }

@@ -16,6 +16,8 @@ use std::time::Duration;
 use io_uring::types::{BufRingEntry, RecvMsgOut, SubmitArgs, Timespec};
 use io_uring::{cqueue, opcode, types, IoUring};
 
+use super::mmsg::{encode, zeroed_storage};
+
 const RECV: u64 = 1 << 63;
 const CANCEL: u64 = u64::MAX;
 const BUF_GROUP: u16 = 7;
@@ -70,9 +72,9 @@ impl std::fmt::Debug for UringRelay {
 }
 
 fn sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
-    let a = socket2::SockAddr::from(addr);
-    let len = a.len();
-    (a.as_storage(), len)
+    let mut out = zeroed_storage();
+    let len = encode(addr, &mut out);
+    (out, len)
 }
 
 impl UringRelay {
@@ -128,11 +130,10 @@ impl UringRelay {
             recv_msgs: (0..fds.len()).map(|_| unsafe { std::mem::zeroed::<libc::msghdr>() }).collect(),
             sends: (0..max_sends)
                 .map(|_| SendSlot {
-                    // SAFETY: all-zero msghdr, iovec and sockaddr_storage are valid values.
+                    // SAFETY: an all-zero msghdr is a valid value (null pointers, zero lengths).
                     msg: unsafe { std::mem::zeroed() },
                     iov: libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 },
-                    // SAFETY: as above.
-                    addr: unsafe { std::mem::zeroed() },
+                    addr: zeroed_storage(),
                     buf: 0,
                 })
                 .collect(),
