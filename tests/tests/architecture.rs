@@ -19,22 +19,100 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-/// Source lines of `crate_dir/src`, without comments and without `#[cfg(test)]` modules' tails.
+/// Net `{` minus `}` on a line of code (string and char literals are not parsed: the production
+/// code this scans has no unbalanced braces inside literals on a `#[cfg(test)]` item's lines).
+fn brace_delta(code: &str) -> i64 {
+    code.chars()
+        .map(|c| match c {
+            '{' => 1,
+            '}' => -1,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// The file a `mod NAME;` declared in `file` refers to.
+fn module_file(file: &Path, name: &str) -> Vec<PathBuf> {
+    let dir = file.parent().expect("a source file is in a directory");
+    let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let base = if matches!(stem, "mod" | "lib" | "main") { dir.to_path_buf() } else { dir.join(stem) };
+    vec![base.join(format!("{name}.rs")), base.join(name).join("mod.rs")]
+}
+
+/// The production lines of one file's text, without comments and without the items under
+/// `#[cfg(test)]` (inline `mod tests { .. }` blocks, test-only functions), plus the names of the
+/// modules declared `#[cfg(test)] mod x;` (whose files are test-only). Every other line is kept,
+/// wherever in the file it stands.
+fn production_lines(text: &str) -> (Vec<(usize, String)>, Vec<String>) {
+    let mut lines = Vec::new();
+    let mut test_mods = Vec::new();
+    // None: production code. Some(depth): inside a #[cfg(test)] item, braces still open.
+    let mut skipping: Option<i64> = None;
+    let mut pending_cfg_test = false;
+    for (i, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("").to_string();
+        let trimmed = code.trim();
+        if let Some(depth) = skipping {
+            let depth = depth + brace_delta(&code);
+            skipping = if depth <= 0 { None } else { Some(depth) };
+            continue;
+        }
+        if pending_cfg_test {
+            if trimmed.is_empty() || trimmed.starts_with("#[") {
+                continue;
+            }
+            pending_cfg_test = false;
+            let decl = trimmed.strip_prefix("pub ").unwrap_or(trimmed);
+            if let Some(name) = decl.strip_prefix("mod ").and_then(|r| r.strip_suffix(';')) {
+                test_mods.push(name.trim().to_string());
+                continue;
+            }
+            let depth = brace_delta(&code);
+            if depth > 0 || !(trimmed.ends_with(';') || trimmed.ends_with('}')) {
+                skipping = Some(depth);
+            }
+            continue;
+        }
+        if trimmed.starts_with("#[cfg(test)]") {
+            pending_cfg_test = true;
+            continue;
+        }
+        lines.push((i + 1, code));
+    }
+    (lines, test_mods)
+}
+
+/// Production lines of every file of `crate_dir/src` (see [`production_lines`]).
 fn code_lines(crate_dir: &str) -> Vec<(PathBuf, usize, String)> {
     let mut files = Vec::new();
     rust_files(&root().join(crate_dir).join("src"), &mut files);
+    let mut test_only: Vec<PathBuf> = Vec::new();
     let mut lines = Vec::new();
-    for f in files {
-        let text = fs::read_to_string(&f).expect("readable source");
-        for (i, line) in text.lines().enumerate() {
-            if line.trim_start().starts_with("#[cfg(test)]") {
-                break;
-            }
-            let code = line.split("//").next().unwrap_or("").to_string();
-            lines.push((f.clone(), i + 1, code));
+    for f in &files {
+        let text = fs::read_to_string(f).expect("readable source");
+        let (kept, test_mods) = production_lines(&text);
+        for m in test_mods {
+            test_only.extend(module_file(f, &m));
         }
+        lines.extend(kept.into_iter().map(|(n, l)| (f.clone(), n, l)));
     }
+    lines.retain(|(f, _, _)| !test_only.iter().any(|t| t == f));
     lines
+}
+
+#[test]
+fn the_scan_reads_every_production_line_and_skips_only_test_items() {
+    let text = "use a;\n#[cfg(test)]\nmod proptests;\nfn after_decl() { Mutex }\n#[cfg(test)]\n\
+                mod tests {\n    fn t() {\n        x();\n    }\n}\nfn after_block() {}\n\
+                #[cfg(test)]\nfn helper() -> u8 {\n    1\n}\nfn last() {}\n";
+    let (lines, mods) = production_lines(text);
+    let kept: Vec<&str> = lines.iter().map(|(_, l)| l.trim()).filter(|l| !l.is_empty()).collect();
+    assert_eq!(kept, ["use a;", "fn after_decl() { Mutex }", "fn after_block() {}", "fn last() {}"]);
+    assert_eq!(mods, ["proptests"]);
+    // The real tree: files declared `#[cfg(test)] mod x;` are left out, nothing else is.
+    let core = code_lines("core");
+    assert!(!core.iter().any(|(f, _, _)| f.ends_with("rtcp/proptests.rs")), "proptests.rs is test-only");
+    assert!(core.iter().any(|(f, _, _)| f.ends_with("rtcp/mod.rs")));
 }
 
 fn offenders(crate_dir: &str, needles: &[&str]) -> Vec<String> {
