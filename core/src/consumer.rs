@@ -145,9 +145,6 @@ impl Consumer {
     pub fn stats(&self) -> ConsumerStats {
         self.stats
     }
-    pub fn rewriter(&self) -> &RtpRewriter {
-        &self.rewriter
-    }
 }
 
 #[cfg(test)]

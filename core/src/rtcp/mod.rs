@@ -90,15 +90,3 @@ fn emit_header(buf: &mut [u8], count: u8, packet_type: u8, len_bytes: usize) {
     buf[1] = packet_type;
     buf[2..4].copy_from_slice(&((len_bytes / 4 - 1) as u16).to_be_bytes());
 }
-
-/// Sets the sender and media SSRCs of an RTPFB/PSFB feedback packet in place (RFC 4585 §6.1) —
-/// what a forwarding SFU does to a consumer's PLI/FIR/NACK before sending it to the producer.
-/// Returns false if `buf` is too short.
-pub fn set_feedback_ssrcs(buf: &mut [u8], sender: u32, media: u32) -> bool {
-    if buf.len() < 12 {
-        return false;
-    }
-    buf[4..8].copy_from_slice(&sender.to_be_bytes());
-    buf[8..12].copy_from_slice(&media.to_be_bytes());
-    true
-}
