@@ -44,7 +44,8 @@ pub enum DropReason {
     ConsumerPaused,
     /// The consumer's transport has no remote address yet.
     ConsumerNotConnected,
-    /// The packet predates the consumer's last resync (late, reordered across a resume).
+    /// The packet predates the consumer's last sync (`SeqManager::sync`): late, reordered across
+    /// a resume.
     StaleSequence,
     /// The per-batch output buffer was full.
     OutputFull,
@@ -129,7 +130,8 @@ pub struct Counters {
     pub bytes_in: u64,
     /// RTP packets routed to a producer with at least one consumer.
     pub routed: u64,
-    /// RTCP packets consumed by shardcast (receiver reports, feedback acted on).
+    /// RTCP packets terminated here (receiver reports, feedback acted on): never forwarded as
+    /// they came.
     pub rtcp_terminated: u64,
     /// Packets that arrived here for a router another core owns and were carried to it.
     pub hopped_out: u64,

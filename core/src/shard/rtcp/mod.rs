@@ -141,10 +141,10 @@ mod tests {
     use crate::testutil::rtp;
 
     #[test]
-    fn consumer_rr_is_consumed_and_pli_goes_upstream_throttled() {
+    fn consumer_rr_is_terminated_and_pli_goes_upstream_throttled() {
         let mut s = setup(2);
         send(&mut s, 1, addr(5000), &rtp(1111, 1, 1000, 96, b"x"));
-        // RR from consumer 0's receiver about its SSRC 5000: consumed, not forwarded.
+        // RR from consumer 0's receiver about its SSRC 5000: terminated, not forwarded.
         let mut rr = [0u8; 32];
         let mut reports = heapless::Vec::new();
         reports
