@@ -1,5 +1,7 @@
-//! Micro-benches of the per-packet work, grouped by parameter: RTP parse by packet size, SSRC
-//! routing lookup, per-consumer rewrite, and a whole fan-out batch by fan-out.
+//! Micro-benches of the per-packet work, one criterion group per parameter: `rtp_parse` by packet
+//! size, `consumer_rewrite` (one consumer's sequence/timestamp/SSRC rewrite), and
+//! `forward_batch_of_64` by fan-out (64 datagrams through `Shard::forward`, 1, 10 and 100
+//! consumers: routing lookup, rewrite and output writing together).
 
 use std::hint::black_box;
 use std::net::SocketAddr;

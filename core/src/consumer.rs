@@ -41,8 +41,8 @@ impl RtpRewriter {
         }
     }
 
-    /// The next packet continues the output sequence (resume after a pause).
-    pub fn resync(&mut self) {
+    /// The next packet continues the output sequence (resume after a pause): a [`SeqManager::sync`].
+    pub fn sync(&mut self) {
         self.seq.sync();
     }
 
@@ -54,7 +54,7 @@ impl RtpRewriter {
     }
 
     /// Rewrites one packet. `now_us` is the caller's monotonic clock; `clock_rate` the RTP clock.
-    /// `None`: the packet predates the last resync and must be dropped.
+    /// `None`: the packet predates the last sync and must be dropped.
     pub fn rewrite(&mut self, seq: SeqNo, timestamp: u32, clock_rate: u32, now_us: u64) -> Option<Rewritten> {
         let out_seq = self.seq.input(seq)?;
         if self.source_switch_pending {
@@ -145,9 +145,6 @@ impl Consumer {
     pub fn stats(&self) -> ConsumerStats {
         self.stats
     }
-    pub fn rewriter(&self) -> &RtpRewriter {
-        &self.rewriter
-    }
 }
 
 #[cfg(test)]
@@ -174,7 +171,7 @@ mod tests {
     fn pause_resume_keeps_seq_contiguous_and_timestamps_real() {
         let mut r = rw();
         r.rewrite(SeqNo(1), 1000, 90000, 0).unwrap();
-        r.resync();
+        r.sync();
         // 50 packets were withheld while paused.
         let p = r.rewrite(SeqNo(52), 1000 + 51 * 3000, 90000, 1_700_000).unwrap();
         assert_eq!(p.seq, SeqNo(2));

@@ -1,7 +1,16 @@
 //! Named reasons a packet (or one fan-out copy of it) is not forwarded, and their counters.
 //!
-//! Per-packet errors are a `Copy` enum mapped to counters, never a `String`. Conservation:
-//! `accepted = routed + Σ ingress drops` and `outputs = sent + Σ egress drops`.
+//! Per-packet errors are a `Copy` enum mapped to counters, never a `String`. Two conservation
+//! equations hold on every core, field for field as [`Counters`] computes them:
+//!
+//! - [`Counters::ingress_balanced`]: `packets_in = routed + rtcp_terminated + hopped_out +
+//!   Σ ingress drops` (every reason before [`DropReason::ConsumerPaused`]): each datagram received
+//!   was routed, terminated (RTCP), carried to its owner core, or dropped whole.
+//! - [`Counters::egress_balanced`]: `outputs = packets_out + send_error + send_would_block +
+//!   retransmission_evicted` ([`Counters::egress_drops_after_output`]): each output produced was
+//!   handed to the kernel or lost after it was produced. The other egress reasons (paused or
+//!   unconnected consumer, stale sequence, full output buffer, throttled keyframe request,
+//!   missing retransmission) count copies never produced, so they are not part of `outputs`.
 
 /// Why a packet or one of its copies was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -35,7 +44,8 @@ pub enum DropReason {
     ConsumerPaused,
     /// The consumer's transport has no remote address yet.
     ConsumerNotConnected,
-    /// The packet predates the consumer's last resync (late, reordered across a resume).
+    /// The packet predates the consumer's last sync (`SeqManager::sync`): late, reordered across
+    /// a resume.
     StaleSequence,
     /// The per-batch output buffer was full.
     OutputFull,
@@ -120,7 +130,8 @@ pub struct Counters {
     pub bytes_in: u64,
     /// RTP packets routed to a producer with at least one consumer.
     pub routed: u64,
-    /// RTCP packets consumed by shardcast (receiver reports, feedback acted on).
+    /// RTCP packets terminated here (receiver reports, feedback acted on): never forwarded as
+    /// they came.
     pub rtcp_terminated: u64,
     /// Packets that arrived here for a router another core owns and were carried to it.
     pub hopped_out: u64,

@@ -158,7 +158,7 @@ impl Router {
             if let Some(c) = self.consumers.get_mut(c) {
                 c.producer_paused = paused;
                 if !paused {
-                    c.rewriter.resync();
+                    c.rewriter.sync();
                 }
             }
         }
@@ -168,7 +168,7 @@ impl Router {
     pub(crate) fn set_consumer_paused(&mut self, id: ConsumerId, paused: bool) -> bool {
         let Some(c) = self.consumers.get_mut(&id) else { return false };
         if c.paused && !paused {
-            c.rewriter.resync();
+            c.rewriter.sync();
         }
         c.paused = paused;
         true

@@ -65,6 +65,11 @@ impl Transport {
         }
     }
 
+    /// The socket and address this transport sends from and to, once its remote is known.
+    pub(crate) fn egress(&self) -> Option<(SocketId, SocketAddr)> {
+        Some((self.socket, self.remote_addr()?))
+    }
+
     /// Producers on this transport.
     pub fn producers(&self) -> impl Iterator<Item = ProducerId> + '_ {
         self.producers_by_ssrc.values().copied()

@@ -7,7 +7,15 @@
 //! |     length    |               reason for leaving            ... (opt)
 //! ```
 
-use crate::rtcp::{be32, RtcpError};
+use crate::rtcp::{be32, count, RtcpError};
+
+/// Byte positions of a BYE (RFC 3550 §6.6).
+mod field {
+    /// The first of SC SSRC/CSRC identifiers.
+    pub const SSRCS: usize = 4;
+    /// Length of one identifier.
+    pub const SSRC_LEN: usize = 4;
+}
 
 /// A checked BYE view.
 #[derive(Debug, Clone, Copy)]
@@ -17,18 +25,24 @@ pub struct Bye<'a> {
 
 impl<'a> Bye<'a> {
     pub fn new_checked(b: &'a [u8]) -> Result<Self, RtcpError> {
-        if b.len() < 4 + 4 * usize::from(b.first().map_or(0, |x| x & 0x1f)) {
+        // RFC 3550 §6.6: SC identifiers follow the common header.
+        let sc = usize::from(b.first().map_or(0, |x| x & 0x1f));
+        if b.len() < field::SSRCS + field::SSRC_LEN * sc {
             return Err(RtcpError::BadCount);
         }
         Ok(Self { b })
     }
     pub fn ssrcs(&self) -> impl Iterator<Item = u32> + 'a {
         let b = self.b;
-        (0..usize::from(b[0] & 0x1f)).map(move |i| be32(b, 4 + 4 * i))
+        (0..usize::from(count(b))).map(move |i| {
+            let at = field::SSRCS + field::SSRC_LEN * i;
+            be32(b, at..at + field::SSRC_LEN)
+        })
     }
     /// The optional reason text.
     pub fn reason(&self) -> Option<&'a [u8]> {
-        let at = 4 + 4 * usize::from(self.b[0] & 0x1f);
+        // RFC 3550 §6.6: an optional length-prefixed reason after the identifiers.
+        let at = field::SSRCS + field::SSRC_LEN * usize::from(count(self.b));
         let len = usize::from(*self.b.get(at)?);
         self.b.get(at + 1..at + 1 + len)
     }

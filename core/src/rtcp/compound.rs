@@ -1,6 +1,10 @@
 //! Compound RTCP packets (RFC 3550 §6.1): a walker that validates every sub-packet header once.
 
-use crate::rtcp::{packet_type, Bye, Fir, Nack, Pli, ReceiverReport, RtcpError, Sdes, SenderReport};
+use crate::rtcp::feedback::fmt;
+use crate::rtcp::{
+    count, field, packet_len, packet_type, Bye, Fir, Nack, Pli, ReceiverReport, RtcpError, Sdes,
+    SenderReport, HEADER_LEN,
+};
 
 /// One sub-packet of a compound packet.
 #[derive(Debug, Clone, Copy)]
@@ -32,28 +36,33 @@ impl<'a> RtcpCompound<'a> {
     /// type-specific minimum sizes. RFC 3550 §6.1's "first packet is SR or RR" is not enforced
     /// (RFC 5506 reduced-size RTCP sends lone feedback packets).
     pub fn new_checked(b: &'a [u8]) -> Result<Self, RtcpError> {
-        if b.len() < 4 {
+        // RFC 3550 §6.4.1: at least one common header.
+        if b.len() < HEADER_LEN {
             return Err(RtcpError::TooShort);
         }
         let mut at = 0;
         while at < b.len() {
             let rest = &b[at..];
-            if rest.len() < 4 {
+            if rest.len() < HEADER_LEN {
                 return Err(RtcpError::TooShort);
             }
-            if rest[0] >> 6 != 2 {
+            // RFC 3550 §6.4.1: V = 2.
+            if rest[field::VER_P_COUNT] >> 6 != 2 {
                 return Err(RtcpError::BadVersion);
             }
-            if !(192..=223).contains(&rest[1]) {
+            // RFC 5761 §4: RTCP packet types are 192..=223 (what tells them from RTP).
+            if !(192..=223).contains(&rest[field::PACKET_TYPE]) {
                 return Err(RtcpError::BadPacketType);
             }
-            let len = 4 * (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1);
+            // RFC 3550 §6.4.1: `length` words, header included, within the buffer.
+            let len = packet_len(rest);
             if rest.len() < len {
                 return Err(RtcpError::TooShort);
             }
-            if rest[0] & 0x20 != 0 {
+            // RFC 3550 §6.4.1: padding only on the last packet, its count within the packet.
+            if rest[field::VER_P_COUNT] & 0x20 != 0 {
                 let pad = usize::from(rest[len - 1]);
-                if at + len != b.len() || pad == 0 || pad > len - 4 {
+                if at + len != b.len() || pad == 0 || pad > len - HEADER_LEN {
                     return Err(RtcpError::BadPadding);
                 }
             }
@@ -70,15 +79,14 @@ impl<'a> RtcpCompound<'a> {
 }
 
 fn parse_one(p: &[u8]) -> Result<RtcpPacket<'_>, RtcpError> {
-    let fmt = p[0] & 0x1f;
-    Ok(match (p[1], fmt) {
+    Ok(match (p[field::PACKET_TYPE], count(p)) {
         (packet_type::SR, _) => RtcpPacket::SenderReport(SenderReport::new_checked(p)?),
         (packet_type::RR, _) => RtcpPacket::ReceiverReport(ReceiverReport::new_checked(p)?),
         (packet_type::SDES, _) => RtcpPacket::Sdes(Sdes::new(p)),
         (packet_type::BYE, _) => RtcpPacket::Bye(Bye::new_checked(p)?),
-        (packet_type::RTPFB, 1) => RtcpPacket::Nack(Nack::new_checked(p)?),
-        (packet_type::PSFB, 1) => RtcpPacket::Pli(Pli::new_checked(p)?),
-        (packet_type::PSFB, 4) => RtcpPacket::Fir(Fir::new_checked(p)?),
+        (packet_type::RTPFB, fmt::NACK) => RtcpPacket::Nack(Nack::new_checked(p)?),
+        (packet_type::PSFB, fmt::PLI) => RtcpPacket::Pli(Pli::new_checked(p)?),
+        (packet_type::PSFB, fmt::FIR) => RtcpPacket::Fir(Fir::new_checked(p)?),
         (packet_type, fmt) => RtcpPacket::Other { packet_type, fmt, data: p },
     })
 }
@@ -95,12 +103,11 @@ impl<'a> Iterator for RtcpIter<'a> {
 
     fn next(&mut self) -> Option<RtcpPacket<'a>> {
         let rest = self.b.get(self.at..)?;
-        if rest.len() < 4 {
+        if rest.len() < HEADER_LEN {
             return None;
         }
-        let len = 4 * (usize::from(u16::from_be_bytes([rest[2], rest[3]])) + 1);
-        let p = rest.get(..len)?;
-        self.at += len;
+        let p = rest.get(..packet_len(rest))?;
+        self.at += p.len();
         // Validated by `new_checked`; a failure here would end the walk, never panic.
         parse_one(p).ok()
     }

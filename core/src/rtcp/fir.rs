@@ -10,27 +10,46 @@
 
 use heapless::Vec;
 
-use crate::rtcp::{be32, emit_header, packet_type, RtcpError};
+use crate::rtcp::feedback::{field as fb_field, fmt};
+use crate::rtcp::{be32, packet_type, put32, Feedback, FeedbackRepr, RtcpError, FEEDBACK_HEADER_LEN};
+
+/// Byte positions inside one FCI entry (RFC 5104 §4.3.1.1).
+mod field {
+    use core::ops::Range;
+    /// The SSRC of the media sender asked for a decoder refresh point.
+    pub const SSRC: Range<usize> = 0..4;
+    /// Command sequence number.
+    pub const SEQ_NR: usize = 4;
+    pub const RESERVED: Range<usize> = 5..8;
+    /// Length of one entry.
+    pub const ENTRY_LEN: usize = 8;
+}
 
 /// A checked FIR view.
 #[derive(Debug, Clone, Copy)]
 pub struct Fir<'a> {
-    b: &'a [u8],
+    fb: Feedback<'a>,
 }
 
 impl<'a> Fir<'a> {
     pub fn new_checked(b: &'a [u8]) -> Result<Self, RtcpError> {
-        if b.len() < 20 {
+        let fb = Feedback::new_checked(b)?;
+        // RFC 5104 §4.3.1.2: the FCI holds one or more entries.
+        if fb.fci().len() < field::ENTRY_LEN {
             return Err(RtcpError::TooShort);
         }
-        Ok(Self { b })
+        Ok(Self { fb })
+    }
+    /// The feedback header (its media SSRC is unused, RFC 5104 §4.3.1.2).
+    pub fn feedback(&self) -> Feedback<'a> {
+        self.fb
     }
     pub fn sender_ssrc(&self) -> u32 {
-        be32(self.b, 4)
+        self.fb.sender_ssrc()
     }
     /// `(ssrc, command sequence number)` entries.
     pub fn entries(&self) -> impl Iterator<Item = (u32, u8)> + 'a {
-        self.b[12..].chunks_exact(8).map(|c| (u32::from_be_bytes([c[0], c[1], c[2], c[3]]), c[4]))
+        self.fb.fci().chunks_exact(field::ENTRY_LEN).map(|e| (be32(e, field::SSRC), e[field::SEQ_NR]))
     }
 }
 
@@ -43,18 +62,22 @@ pub struct FirRepr {
 
 impl FirRepr {
     pub fn buffer_len(&self) -> usize {
-        12 + 8 * self.entries.len()
+        FEEDBACK_HEADER_LEN + field::ENTRY_LEN * self.entries.len()
     }
     pub fn emit(&self, buf: &mut [u8]) -> usize {
-        let len = self.buffer_len();
-        emit_header(buf, 4, packet_type::PSFB, len);
-        buf[4..8].copy_from_slice(&self.sender_ssrc.to_be_bytes());
-        buf[8..12].fill(0);
+        // RFC 5104 §4.3.1.2: the media SSRC field is unused and set to 0.
+        let header = FeedbackRepr {
+            fmt: fmt::FIR,
+            packet_type: packet_type::PSFB,
+            sender_ssrc: self.sender_ssrc,
+            media_ssrc: 0,
+        };
+        let len = header.emit(buf, field::ENTRY_LEN * self.entries.len());
         for (i, (ssrc, seq)) in self.entries.iter().enumerate() {
-            let at = 12 + 8 * i;
-            buf[at..at + 4].copy_from_slice(&ssrc.to_be_bytes());
-            buf[at + 4] = *seq;
-            buf[at + 5..at + 8].fill(0);
+            let entry = &mut buf[fb_field::FCI + field::ENTRY_LEN * i..];
+            put32(entry, field::SSRC, *ssrc);
+            entry[field::SEQ_NR] = *seq;
+            entry[field::RESERVED].fill(0);
         }
         len
     }

@@ -1,6 +1,7 @@
 //! RTCP (RFC 3550 §6, RFC 4585 §6) views: one file per packet type, a compound-packet walker
 //! that validates every sub-packet header once, and `Repr`s that emit what shardcast generates
-//! (SR, RR, NACK, PLI, FIR).
+//! (SR, RR, NACK, PLI, FIR). Each view names its byte positions in a `field` module (smoltcp's
+//! `wire` style); NACK, PLI and FIR share the feedback header view of `feedback.rs`.
 //!
 //! Common header of every RTCP packet (RFC 3550 §6.4.1):
 //!
@@ -15,6 +16,7 @@
 
 mod bye;
 mod compound;
+mod feedback;
 mod fir;
 mod nack;
 mod pli;
@@ -25,6 +27,7 @@ mod sr;
 
 pub use bye::Bye;
 pub use compound::{RtcpCompound, RtcpIter, RtcpPacket};
+pub use feedback::{Feedback, FeedbackRepr, FEEDBACK_HEADER_LEN};
 pub use fir::{Fir, FirRepr};
 pub use nack::{Nack, NackRepr};
 pub use pli::{Pli, PliRepr};
@@ -33,8 +36,23 @@ pub use rr::{ReceiverReport, ReceiverReportRepr};
 pub use sdes::Sdes;
 pub use sr::{SenderReport, SenderReportRepr};
 
+use core::ops::Range;
+
 #[cfg(test)]
 mod proptests;
+
+/// Byte positions of the common header (RFC 3550 §6.4.1).
+pub mod field {
+    use core::ops::Range;
+    /// V(2) P(1) and a 5-bit count (RC, SC) or feedback message type (FMT).
+    pub const VER_P_COUNT: usize = 0;
+    pub const PACKET_TYPE: usize = 1;
+    /// The packet's length in 32-bit words minus one, this header included.
+    pub const LENGTH: Range<usize> = 2..4;
+}
+
+/// Length of the common header.
+pub const HEADER_LEN: usize = 4;
 
 /// Packet types (RFC 3550 §12.1, RFC 4585 §6.1).
 pub mod packet_type {
@@ -80,25 +98,39 @@ impl core::fmt::Display for RtcpError {
     }
 }
 
-fn be32(b: &[u8], at: usize) -> u32 {
-    u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+/// The big-endian `u32` at `field` (4 bytes) of a checked buffer.
+fn be32(b: &[u8], field: Range<usize>) -> u32 {
+    let b = &b[field];
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
 }
 
-/// Writes a common header.
+/// The big-endian `u16` at `field` (2 bytes) of a checked buffer.
+fn be16(b: &[u8], field: Range<usize>) -> u16 {
+    let b = &b[field];
+    u16::from_be_bytes([b[0], b[1]])
+}
+
+fn put32(buf: &mut [u8], field: Range<usize>, v: u32) {
+    buf[field].copy_from_slice(&v.to_be_bytes());
+}
+
+fn put16(buf: &mut [u8], field: Range<usize>, v: u16) {
+    buf[field].copy_from_slice(&v.to_be_bytes());
+}
+
+/// The 5-bit count (RC, SC) or FMT of a sub-packet of at least one byte.
+fn count(b: &[u8]) -> u8 {
+    b[field::VER_P_COUNT] & 0x1f
+}
+
+/// A sub-packet's length in bytes, from its `length` field (RFC 3550 §6.4.1).
+fn packet_len(b: &[u8]) -> usize {
+    4 * (usize::from(be16(b, field::LENGTH)) + 1)
+}
+
+/// Writes a common header for a packet of `len_bytes` (a multiple of 4).
 fn emit_header(buf: &mut [u8], count: u8, packet_type: u8, len_bytes: usize) {
-    buf[0] = 0x80 | (count & 0x1f);
-    buf[1] = packet_type;
-    buf[2..4].copy_from_slice(&((len_bytes / 4 - 1) as u16).to_be_bytes());
-}
-
-/// Sets the sender and media SSRCs of an RTPFB/PSFB feedback packet in place (RFC 4585 §6.1) —
-/// what a forwarding SFU does to a consumer's PLI/FIR/NACK before sending it to the producer.
-/// Returns false if `buf` is too short.
-pub fn set_feedback_ssrcs(buf: &mut [u8], sender: u32, media: u32) -> bool {
-    if buf.len() < 12 {
-        return false;
-    }
-    buf[4..8].copy_from_slice(&sender.to_be_bytes());
-    buf[8..12].copy_from_slice(&media.to_be_bytes());
-    true
+    buf[field::VER_P_COUNT] = 0x80 | (count & 0x1f);
+    buf[field::PACKET_TYPE] = packet_type;
+    put16(buf, field::LENGTH, (len_bytes / 4 - 1) as u16);
 }

@@ -9,33 +9,48 @@
 
 use heapless::Vec;
 
-use crate::rtcp::{be32, emit_header, packet_type, RtcpError};
+use crate::rtcp::feedback::{field as fb_field, fmt};
+use crate::rtcp::{be16, packet_type, put16, Feedback, FeedbackRepr, RtcpError, FEEDBACK_HEADER_LEN};
+
+/// Byte positions inside one FCI entry (RFC 4585 §6.2.1).
+mod field {
+    use core::ops::Range;
+    /// Packet ID: the first lost sequence number.
+    pub const PID: Range<usize> = 0..2;
+    /// Bitmask of following lost packets: bit i set means PID + i + 1 is lost.
+    pub const BLP: Range<usize> = 2..4;
+    /// Length of one entry.
+    pub const ENTRY_LEN: usize = 4;
+}
 
 /// A checked generic NACK view.
 #[derive(Debug, Clone, Copy)]
 pub struct Nack<'a> {
-    b: &'a [u8],
+    fb: Feedback<'a>,
 }
 
 impl<'a> Nack<'a> {
     pub fn new_checked(b: &'a [u8]) -> Result<Self, RtcpError> {
-        // At least one FCI entry (RFC 4585 §6.2.1).
-        if b.len() < 16 {
+        let fb = Feedback::new_checked(b)?;
+        // RFC 4585 §6.2.1: at least one FCI entry.
+        if fb.fci().len() < field::ENTRY_LEN {
             return Err(RtcpError::TooShort);
         }
-        Ok(Self { b })
+        Ok(Self { fb })
+    }
+    /// The feedback header.
+    pub fn feedback(&self) -> Feedback<'a> {
+        self.fb
     }
     pub fn sender_ssrc(&self) -> u32 {
-        be32(self.b, 4)
+        self.fb.sender_ssrc()
     }
     pub fn media_ssrc(&self) -> u32 {
-        be32(self.b, 8)
+        self.fb.media_ssrc()
     }
     /// `(pid, blp)` pairs.
     pub fn pairs(&self) -> impl Iterator<Item = (u16, u16)> + 'a {
-        self.b[12..]
-            .chunks_exact(4)
-            .map(|c| (u16::from_be_bytes([c[0], c[1]]), u16::from_be_bytes([c[2], c[3]])))
+        self.fb.fci().chunks_exact(field::ENTRY_LEN).map(|e| (be16(e, field::PID), be16(e, field::BLP)))
     }
     /// Every sequence number reported lost: PID, and PID+i+1 for each bit i of BLP.
     pub fn lost_sequence_numbers(&self) -> impl Iterator<Item = u16> + 'a {
@@ -82,16 +97,20 @@ impl NackRepr {
         Self { sender_ssrc, media_ssrc, pairs }
     }
     pub fn buffer_len(&self) -> usize {
-        12 + 4 * self.pairs.len()
+        FEEDBACK_HEADER_LEN + field::ENTRY_LEN * self.pairs.len()
     }
     pub fn emit(&self, buf: &mut [u8]) -> usize {
-        let len = self.buffer_len();
-        emit_header(buf, 1, packet_type::RTPFB, len);
-        buf[4..8].copy_from_slice(&self.sender_ssrc.to_be_bytes());
-        buf[8..12].copy_from_slice(&self.media_ssrc.to_be_bytes());
+        let header = FeedbackRepr {
+            fmt: fmt::NACK,
+            packet_type: packet_type::RTPFB,
+            sender_ssrc: self.sender_ssrc,
+            media_ssrc: self.media_ssrc,
+        };
+        let len = header.emit(buf, field::ENTRY_LEN * self.pairs.len());
         for (i, (pid, blp)) in self.pairs.iter().enumerate() {
-            buf[12 + 4 * i..14 + 4 * i].copy_from_slice(&pid.to_be_bytes());
-            buf[14 + 4 * i..16 + 4 * i].copy_from_slice(&blp.to_be_bytes());
+            let entry = &mut buf[fb_field::FCI + field::ENTRY_LEN * i..];
+            put16(entry, field::PID, *pid);
+            put16(entry, field::BLP, *blp);
         }
         len
     }

@@ -6,26 +6,29 @@
 //! |                  SSRC of media source                         |
 //! ```
 
-use crate::rtcp::{be32, emit_header, packet_type, RtcpError};
+use crate::rtcp::feedback::fmt;
+use crate::rtcp::{packet_type, Feedback, FeedbackRepr, RtcpError, FEEDBACK_HEADER_LEN};
 
 /// A checked PLI view.
 #[derive(Debug, Clone, Copy)]
 pub struct Pli<'a> {
-    b: &'a [u8],
+    fb: Feedback<'a>,
 }
 
 impl<'a> Pli<'a> {
     pub fn new_checked(b: &'a [u8]) -> Result<Self, RtcpError> {
-        if b.len() < 12 {
-            return Err(RtcpError::TooShort);
-        }
-        Ok(Self { b })
+        // RFC 4585 §6.3.1: the feedback header alone, no FCI.
+        Ok(Self { fb: Feedback::new_checked(b)? })
+    }
+    /// The feedback header.
+    pub fn feedback(&self) -> Feedback<'a> {
+        self.fb
     }
     pub fn sender_ssrc(&self) -> u32 {
-        be32(self.b, 4)
+        self.fb.sender_ssrc()
     }
     pub fn media_ssrc(&self) -> u32 {
-        be32(self.b, 8)
+        self.fb.media_ssrc()
     }
 }
 
@@ -37,12 +40,15 @@ pub struct PliRepr {
 }
 
 impl PliRepr {
-    pub const LEN: usize = 12;
+    pub const LEN: usize = FEEDBACK_HEADER_LEN;
     pub fn emit(&self, buf: &mut [u8]) -> usize {
-        emit_header(buf, 1, packet_type::PSFB, Self::LEN);
-        buf[4..8].copy_from_slice(&self.sender_ssrc.to_be_bytes());
-        buf[8..12].copy_from_slice(&self.media_ssrc.to_be_bytes());
-        Self::LEN
+        FeedbackRepr {
+            fmt: fmt::PLI,
+            packet_type: packet_type::PSFB,
+            sender_ssrc: self.sender_ssrc,
+            media_ssrc: self.media_ssrc,
+        }
+        .emit(buf, 0)
     }
 }
 

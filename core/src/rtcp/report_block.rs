@@ -1,9 +1,25 @@
 //! Report block (RFC 3550 §6.4.1), shared by SR and RR.
 
-use crate::rtcp::be32;
+use crate::rtcp::{be32, count, put32, RtcpError};
+
+/// Byte positions inside one report block (RFC 3550 §6.4.1).
+mod field {
+    use core::ops::Range;
+    /// SSRC of the source this block is about.
+    pub const SSRC: Range<usize> = 0..4;
+    pub const FRACTION_LOST: usize = 4;
+    /// Cumulative number of packets lost, signed 24 bits.
+    pub const CUMULATIVE_LOST: Range<usize> = 5..8;
+    /// Extended highest sequence number received.
+    pub const HIGHEST_SEQ: Range<usize> = 8..12;
+    /// Interarrival jitter.
+    pub const JITTER: Range<usize> = 12..16;
+    pub const LAST_SR: Range<usize> = 16..20;
+    pub const DELAY_SINCE_LAST_SR: Range<usize> = 20..24;
+}
 
 /// Size of one report block.
-pub const REPORT_BLOCK_LEN: usize = 24;
+pub const REPORT_BLOCK_LEN: usize = field::DELAY_SINCE_LAST_SR.end;
 
 /// A view of one 24-octet report block.
 #[derive(Debug, Clone, Copy)]
@@ -17,27 +33,28 @@ impl<'a> ReportBlock<'a> {
         Self { b }
     }
     pub fn ssrc(&self) -> u32 {
-        be32(self.b, 0)
+        be32(self.b, field::SSRC)
     }
     pub fn fraction_lost(&self) -> u8 {
-        self.b[4]
+        self.b[field::FRACTION_LOST]
     }
     /// Signed 24-bit cumulative number of packets lost.
     pub fn cumulative_lost(&self) -> i32 {
-        let v = u32::from_be_bytes([0, self.b[5], self.b[6], self.b[7]]);
+        let b = &self.b[field::CUMULATIVE_LOST];
+        let v = u32::from_be_bytes([0, b[0], b[1], b[2]]);
         ((v << 8) as i32) >> 8
     }
     pub fn highest_seq(&self) -> u32 {
-        be32(self.b, 8)
+        be32(self.b, field::HIGHEST_SEQ)
     }
     pub fn jitter(&self) -> u32 {
-        be32(self.b, 12)
+        be32(self.b, field::JITTER)
     }
     pub fn last_sr(&self) -> u32 {
-        be32(self.b, 16)
+        be32(self.b, field::LAST_SR)
     }
     pub fn delay_since_last_sr(&self) -> u32 {
-        be32(self.b, 20)
+        be32(self.b, field::DELAY_SINCE_LAST_SR)
     }
     pub fn repr(&self) -> ReportBlockRepr {
         ReportBlockRepr {
@@ -66,32 +83,34 @@ pub struct ReportBlockRepr {
 
 impl ReportBlockRepr {
     pub(crate) fn emit(&self, b: &mut [u8]) {
-        b[0..4].copy_from_slice(&self.ssrc.to_be_bytes());
-        b[4] = self.fraction_lost;
+        put32(b, field::SSRC, self.ssrc);
+        b[field::FRACTION_LOST] = self.fraction_lost;
         let lost = (self.cumulative_lost.clamp(-(1 << 23), (1 << 23) - 1) as u32) & 0x00ff_ffff;
-        b[5..8].copy_from_slice(&lost.to_be_bytes()[1..]);
-        b[8..12].copy_from_slice(&self.highest_seq.to_be_bytes());
-        b[12..16].copy_from_slice(&self.jitter.to_be_bytes());
-        b[16..20].copy_from_slice(&self.last_sr.to_be_bytes());
-        b[20..24].copy_from_slice(&self.delay_since_last_sr.to_be_bytes());
+        b[field::CUMULATIVE_LOST].copy_from_slice(&lost.to_be_bytes()[1..]);
+        put32(b, field::HIGHEST_SEQ, self.highest_seq);
+        put32(b, field::JITTER, self.jitter);
+        put32(b, field::LAST_SR, self.last_sr);
+        put32(b, field::DELAY_SINCE_LAST_SR, self.delay_since_last_sr);
     }
 }
 
 /// Checks that a SR/RR of `fixed` header bytes holds the report blocks its count announces
 /// (RFC 3550 §6.4.1, §6.4.2).
-pub(crate) fn check_report_count(b: &[u8], fixed: usize) -> Result<(), crate::rtcp::RtcpError> {
+pub(crate) fn check_report_count(b: &[u8], fixed: usize) -> Result<(), RtcpError> {
+    // RFC 3550 §6.4.1/§6.4.2: the fixed part (header, sender SSRC, sender info for an SR).
     if b.len() < fixed {
-        return Err(crate::rtcp::RtcpError::TooShort);
+        return Err(RtcpError::TooShort);
     }
-    if b.len() < fixed + REPORT_BLOCK_LEN * usize::from(b[0] & 0x1f) {
-        return Err(crate::rtcp::RtcpError::BadCount);
+    // RFC 3550 §6.4.1: RC report blocks of 24 octets follow.
+    if b.len() < fixed + REPORT_BLOCK_LEN * usize::from(count(b)) {
+        return Err(RtcpError::BadCount);
     }
     Ok(())
 }
 
 /// The report blocks after `fixed` header bytes of a checked SR/RR.
 pub(crate) fn report_blocks(b: &[u8], fixed: usize) -> impl Iterator<Item = ReportBlock<'_>> + '_ {
-    (0..usize::from(b[0] & 0x1f)).map(move |i| ReportBlock::new(&b[fixed + i * REPORT_BLOCK_LEN..]))
+    (0..usize::from(count(b))).map(move |i| ReportBlock::new(&b[fixed + i * REPORT_BLOCK_LEN..]))
 }
 
 /// Parses the report blocks of a SR/RR view into owned reprs (RC ≤ 31 = capacity).

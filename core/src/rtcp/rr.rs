@@ -12,9 +12,18 @@ use crate::rtcp::report_block::{
     check_report_count, collect_reports, emit_reports, report_blocks, ReportBlock, ReportBlockRepr,
     REPORT_BLOCK_LEN,
 };
-use crate::rtcp::{be32, emit_header, packet_type, RtcpError};
+use crate::rtcp::{be32, emit_header, packet_type, put32, RtcpError};
 
-const FIXED: usize = 8;
+/// Byte positions of the receiver report (RFC 3550 §6.4.2).
+mod field {
+    use core::ops::Range;
+    /// SSRC of packet sender.
+    pub const SSRC: Range<usize> = 4..8;
+    /// The first report block; the fixed part ends here.
+    pub const REPORTS: usize = 8;
+}
+
+const FIXED: usize = field::REPORTS;
 
 /// A checked RR view.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +37,7 @@ impl<'a> ReceiverReport<'a> {
         Ok(Self { b })
     }
     pub fn ssrc(&self) -> u32 {
-        be32(self.b, 4)
+        be32(self.b, field::SSRC)
     }
     pub fn report_blocks(&self) -> impl Iterator<Item = ReportBlock<'a>> + 'a {
         report_blocks(self.b, FIXED)
@@ -53,7 +62,7 @@ impl ReceiverReportRepr {
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         let len = self.buffer_len();
         emit_header(buf, self.reports.len() as u8, packet_type::RR, len);
-        buf[4..8].copy_from_slice(&self.ssrc.to_be_bytes());
+        put32(buf, field::SSRC, self.ssrc);
         emit_reports(buf, FIXED, &self.reports);
         len
     }

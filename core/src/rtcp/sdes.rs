@@ -9,6 +9,14 @@
 
 use crate::rtcp::be32;
 
+/// Byte positions of an SDES packet (RFC 3550 §6.5).
+mod field {
+    /// The first chunk: an SSRC/CSRC, then its items.
+    pub const CHUNKS: usize = 4;
+    /// Length of a chunk's SSRC/CSRC.
+    pub const SSRC_LEN: usize = 4;
+}
+
 /// An SDES view. Chunks and items are walked leniently: iteration stops at the first chunk
 /// that does not fit (SDES is informational; shardcast passes it through, never trusts it).
 #[derive(Debug, Clone, Copy)]
@@ -33,14 +41,14 @@ impl<'a> Sdes<'a> {
     }
     pub fn chunks(&self) -> impl Iterator<Item = SdesChunk<'a>> + 'a {
         let b = self.b;
-        let mut pos = 4usize;
+        let mut pos = field::CHUNKS;
         let count = usize::from(self.source_count());
         (0..count).map_while(move |_| {
-            if pos + 4 > b.len() {
+            if pos + field::SSRC_LEN > b.len() {
                 return None;
             }
-            let ssrc = be32(b, pos);
-            let start = pos + 4;
+            let ssrc = be32(b, pos..pos + field::SSRC_LEN);
+            let start = pos + field::SSRC_LEN;
             let mut at = start;
             // Items until a zero type octet, then pad to the next 32-bit boundary.
             loop {

@@ -17,9 +17,25 @@ use crate::rtcp::report_block::{
     check_report_count, collect_reports, emit_reports, report_blocks, ReportBlock, ReportBlockRepr,
     REPORT_BLOCK_LEN,
 };
-use crate::rtcp::{be32, emit_header, packet_type, RtcpError};
+use crate::rtcp::{be32, emit_header, packet_type, put32, RtcpError};
 
-const FIXED: usize = 28;
+/// Byte positions of the sender report (RFC 3550 §6.4.1).
+mod field {
+    use core::ops::Range;
+    /// SSRC of sender.
+    pub const SSRC: Range<usize> = 4..8;
+    /// NTP timestamp, most then least significant word.
+    pub const NTP: Range<usize> = 8..16;
+    pub const NTP_MSW: Range<usize> = 8..12;
+    pub const NTP_LSW: Range<usize> = 12..16;
+    pub const RTP_TIMESTAMP: Range<usize> = 16..20;
+    pub const PACKET_COUNT: Range<usize> = 20..24;
+    pub const OCTET_COUNT: Range<usize> = 24..28;
+    /// The first report block; the fixed part ends here.
+    pub const REPORTS: usize = 28;
+}
+
+const FIXED: usize = field::REPORTS;
 
 /// A checked SR view.
 #[derive(Debug, Clone, Copy)]
@@ -34,19 +50,19 @@ impl<'a> SenderReport<'a> {
         Ok(Self { b })
     }
     pub fn ssrc(&self) -> u32 {
-        be32(self.b, 4)
+        be32(self.b, field::SSRC)
     }
     pub fn ntp(&self) -> u64 {
-        (u64::from(be32(self.b, 8)) << 32) | u64::from(be32(self.b, 12))
+        (u64::from(be32(self.b, field::NTP_MSW)) << 32) | u64::from(be32(self.b, field::NTP_LSW))
     }
     pub fn rtp_timestamp(&self) -> u32 {
-        be32(self.b, 16)
+        be32(self.b, field::RTP_TIMESTAMP)
     }
     pub fn packet_count(&self) -> u32 {
-        be32(self.b, 20)
+        be32(self.b, field::PACKET_COUNT)
     }
     pub fn octet_count(&self) -> u32 {
-        be32(self.b, 24)
+        be32(self.b, field::OCTET_COUNT)
     }
     pub fn report_blocks(&self) -> impl Iterator<Item = ReportBlock<'a>> + 'a {
         report_blocks(self.b, FIXED)
@@ -83,11 +99,11 @@ impl SenderReportRepr {
     pub fn emit(&self, buf: &mut [u8]) -> usize {
         let len = self.buffer_len();
         emit_header(buf, self.reports.len() as u8, packet_type::SR, len);
-        buf[4..8].copy_from_slice(&self.ssrc.to_be_bytes());
-        buf[8..16].copy_from_slice(&self.ntp.to_be_bytes());
-        buf[16..20].copy_from_slice(&self.rtp_timestamp.to_be_bytes());
-        buf[20..24].copy_from_slice(&self.packet_count.to_be_bytes());
-        buf[24..28].copy_from_slice(&self.octet_count.to_be_bytes());
+        put32(buf, field::SSRC, self.ssrc);
+        buf[field::NTP].copy_from_slice(&self.ntp.to_be_bytes());
+        put32(buf, field::RTP_TIMESTAMP, self.rtp_timestamp);
+        put32(buf, field::PACKET_COUNT, self.packet_count);
+        put32(buf, field::OCTET_COUNT, self.octet_count);
         emit_reports(buf, FIXED, &self.reports);
         len
     }

@@ -1,0 +1,173 @@
+//! The RTCP path, as a forwarding SFU handles it (mediasoup's model), one file per packet kind:
+//!
+//! - a producer's sender report is rewritten per consumer ([`sender_report`]);
+//! - a consumer's receiver report is terminated here, never forwarded blindly
+//!   ([`receiver_report`]);
+//! - a consumer's PLI/FIR goes to the producer, throttled ([`keyframe_request`]);
+//! - a consumer's NACK is answered from the producer's store, and what the store no longer holds
+//!   is asked of the producer in its own numbering ([`nack`]).
+//!
+//! A compound packet is terminated (counted in `rtcp_terminated`) when any of its sub-packets was
+//! acted on, and dropped as [`DropReason::RtcpIgnored`] otherwise.
+
+mod keyframe_request;
+mod nack;
+mod receiver_report;
+mod sender_report;
+
+pub use keyframe_request::KEYFRAME_REQUEST_INTERVAL_US;
+
+use std::net::SocketAddr;
+
+use crate::command::SocketId;
+use crate::consumer::Consumer;
+use crate::drop_reason::{Counters, DropReason};
+use crate::ids::{RouterId, Ssrc, TransportId};
+use crate::producer::Producer;
+use crate::router::Router;
+use crate::rtcp::{RtcpCompound, RtcpPacket};
+use crate::shard::output::{Datagram, Output, OutputSink, PayloadRef, OUTPUT_HEADER_MAX};
+use crate::shard::{Shard, Verdict};
+use crate::transport::Remote;
+
+/// What every per-kind handler works on: the router and transport a compound packet arrived on,
+/// the shard's counters and the caller's output sink.
+struct RtcpContext<'a, O: OutputSink> {
+    rid: RouterId,
+    tid: TransportId,
+    router: &'a mut Router,
+    counters: &'a mut Counters,
+    out: &'a mut O,
+    now_us: u64,
+}
+
+/// The consumer a feedback packet is about, its producer, and where that producer is reached.
+struct FeedbackTarget<'r> {
+    consumer: &'r Consumer,
+    producer: &'r mut Producer,
+    /// The producer's transport's (socket, remote).
+    upstream: (SocketId, SocketAddr),
+    /// The consumer's transport's (socket, remote), if connected.
+    downstream: Option<(SocketId, SocketAddr)>,
+}
+
+/// Resolves feedback (RFC 4585 §6.1) about `media_ssrc`: one of the consumers on transport `tid`
+/// (the one it arrived on), whose producer's transport has a remote. `None`: not ours to act on.
+fn feedback_target(router: &mut Router, tid: TransportId, media_ssrc: u32) -> Option<FeedbackTarget<'_>> {
+    let Router { transports, producers, consumers } = router;
+    let cid = transports.get(&tid)?.consumers_by_ssrc.get(&Ssrc(media_ssrc))?;
+    let consumer = consumers.get(cid)?;
+    let producer = producers.get_mut(&consumer.producer)?;
+    let upstream = transports.get(&producer.transport)?.egress()?;
+    let downstream = transports.get(&consumer.transport).and_then(|t| t.egress());
+    Some(FeedbackTarget { consumer, producer, upstream, downstream })
+}
+
+impl<O: OutputSink> RtcpContext<'_, O> {
+    /// Sends one generated RTCP packet (`header[..len]`, no payload) to `(socket, dest)`.
+    fn emit(
+        counters: &mut Counters,
+        out: &mut O,
+        (socket, dest): (SocketId, SocketAddr),
+        header: [u8; OUTPUT_HEADER_MAX],
+        len: usize,
+    ) {
+        let output = Output { socket, dest, header, header_len: len as u8, payload: PayloadRef::None };
+        if out.push(output) {
+            counters.outputs += 1;
+        } else {
+            counters.drop(DropReason::OutputFull);
+        }
+    }
+}
+
+impl Shard {
+    /// `None` when the packet was dropped (and counted).
+    pub(super) fn route_rtcp<O: OutputSink>(
+        &mut self,
+        dgram: &Datagram<'_>,
+        now_us: u64,
+        out: &mut O,
+    ) -> Option<Verdict> {
+        let Ok(compound) = RtcpCompound::new_checked(dgram.data) else {
+            return self.drop(DropReason::Malformed);
+        };
+        // No SSRC: RTCP never finds (or latches) a comedia transport.
+        let Some((rid, tid)) = self.index.lookup(dgram.socket, dgram.source, None) else {
+            if let Some(v) = self.steer(dgram, None) {
+                return Some(v);
+            }
+            return self.drop(DropReason::UnknownTransport);
+        };
+        let Some(router) = self.routers.get_mut(&rid) else {
+            return self.drop(DropReason::UnknownTransport);
+        };
+        let Some(transport) = router.transports.get(&tid) else {
+            return self.drop(DropReason::UnknownTransport);
+        };
+        match transport.remote {
+            Remote::Known(addr) if addr == dgram.source => {}
+            Remote::Known(_) => return self.drop(DropReason::SourceMismatch),
+            // RTCP never latches a comedia transport: only valid RTP of a known SSRC does.
+            Remote::Comedia | Remote::Unset => return self.drop(DropReason::NotConnected),
+        }
+        let mut cx = RtcpContext { rid, tid, router, counters: &mut self.counters, out, now_us };
+        let mut acted = false;
+        for packet in compound.iter() {
+            acted |= match packet {
+                RtcpPacket::SenderReport(sr) => cx.sender_report(&sr),
+                RtcpPacket::ReceiverReport(rr) => cx.receiver_report(&rr),
+                RtcpPacket::Pli(pli) => cx.pli(&pli),
+                RtcpPacket::Fir(fir) => cx.fir(&fir),
+                RtcpPacket::Nack(nack) => cx.nack(&nack),
+                RtcpPacket::Sdes(_) | RtcpPacket::Bye(_) | RtcpPacket::Other { .. } => false,
+            };
+        }
+        if acted {
+            self.counters.rtcp_terminated += 1;
+            Some(Verdict::Done)
+        } else {
+            self.drop(DropReason::RtcpIgnored)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::command::SocketId;
+    use crate::drop_reason::DropReason;
+    use crate::ids::ConsumerId;
+    use crate::shard::tests::{addr, rtcp_out, send, setup, R};
+    use crate::testutil::rtp;
+
+    #[test]
+    fn consumer_rr_is_terminated_and_pli_goes_upstream_throttled() {
+        let mut s = setup(2);
+        send(&mut s, 1, addr(5000), &rtp(1111, 1, 1000, 96, b"x"));
+        // RR from consumer 0's receiver about its SSRC 5000: terminated, not forwarded.
+        let mut rr = [0u8; 32];
+        let mut reports = heapless::Vec::new();
+        reports
+            .push(crate::rtcp::ReportBlockRepr { ssrc: 5000, fraction_lost: 12, ..Default::default() })
+            .unwrap();
+        crate::rtcp::ReceiverReportRepr { ssrc: 42, reports }.emit(&mut rr);
+        assert!(rtcp_out(&mut s, 100, addr(6000), &rr, 0).is_empty());
+        assert_eq!(s.router(R).unwrap().consumer(ConsumerId(100)).unwrap().stats().fraction_lost, 12);
+        // PLI about consumer 1's SSRC: forwarded to the producer with the producer's SSRC.
+        let mut pli = [0u8; 12];
+        crate::rtcp::PliRepr { sender_ssrc: 42, media_ssrc: 5001 }.emit(&mut pli);
+        let out = rtcp_out(&mut s, 101, addr(6001), &pli, 1_000_000);
+        assert_eq!(out.len(), 1);
+        assert_eq!((out[0].socket, out[0].dest), (SocketId(1), addr(5000)));
+        let p = crate::rtcp::Pli::new_checked(out[0].header()).unwrap();
+        assert_eq!((p.sender_ssrc(), p.media_ssrc()), (42, 1111));
+        // A second one within the interval is throttled, a later one passes.
+        assert!(rtcp_out(&mut s, 101, addr(6001), &pli, 1_100_000).is_empty());
+        assert_eq!(s.counters().drops_of(DropReason::KeyframeRequestThrottled), 1);
+        assert_eq!(rtcp_out(&mut s, 101, addr(6001), &pli, 1_600_001).len(), 1);
+        // RTCP from the wrong source is refused.
+        assert!(rtcp_out(&mut s, 101, addr(6999), &pli, 9_000_000).is_empty());
+        assert_eq!(s.counters().drops_of(DropReason::SourceMismatch), 1);
+        assert!(s.counters().ingress_balanced(), "{:?}", s.counters());
+    }
+}

@@ -1,0 +1,68 @@
+//! A producer's sender report (RFC 3550 §6.4.1), rewritten for each of its consumers: the
+//! consumer's SSRC, the producer's RTP timestamp moved by the consumer's timestamp offset, and the
+//! consumer's own packet and octet counts. The NTP time is the producer's.
+
+use crate::ids::Ssrc;
+use crate::rtcp::{SenderReport, SenderReportRepr};
+use crate::shard::output::{OutputSink, OUTPUT_HEADER_MAX};
+use crate::shard::rtcp::RtcpContext;
+
+impl<O: OutputSink> RtcpContext<'_, O> {
+    /// Acted on when the SR's SSRC is a producer on the transport it came in on (even if no
+    /// consumer can take a copy now).
+    pub(super) fn sender_report(&mut self, sr: &SenderReport<'_>) -> bool {
+        let router = &*self.router;
+        let Some(t) = router.transports.get(&self.tid) else { return false };
+        let Some(pid) = t.producers_by_ssrc.get(&Ssrc(sr.ssrc())) else { return false };
+        let Some(producer) = router.producers.get(pid) else { return false };
+        for cid in &producer.consumers {
+            let Some(c) = router.consumers.get(cid) else { continue };
+            if c.paused || c.producer_paused {
+                continue;
+            }
+            let Some(egress) = router.transports.get(&c.transport).and_then(|t| t.egress()) else {
+                continue;
+            };
+            let repr = SenderReportRepr {
+                ssrc: c.ssrc().0,
+                ntp: sr.ntp(),
+                rtp_timestamp: sr.rtp_timestamp().wrapping_add(c.rewriter.ts_offset()),
+                packet_count: c.stats.packets as u32,
+                octet_count: c.stats.bytes as u32,
+                reports: heapless::Vec::new(),
+            };
+            let mut header = [0u8; OUTPUT_HEADER_MAX];
+            let len = repr.emit(&mut header);
+            Self::emit(self.counters, self.out, egress, header, len);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::rtcp::{SenderReport, SenderReportRepr};
+    use crate::shard::tests::{addr, rtcp_out, send, setup};
+
+    #[test]
+    fn producer_sender_report_is_rewritten_per_consumer() {
+        let mut s = setup(2);
+        send(&mut s, 1, addr(5000), &crate::testutil::rtp(1111, 1, 1000, 96, b"x"));
+        let mut sr = [0u8; 28];
+        SenderReportRepr {
+            ssrc: 1111,
+            ntp: 77,
+            rtp_timestamp: 5000,
+            packet_count: 9,
+            octet_count: 99,
+            reports: heapless::Vec::new(),
+        }
+        .emit(&mut sr);
+        let out = rtcp_out(&mut s, 1, addr(5000), &sr, 0);
+        assert_eq!(out.len(), 2);
+        let v = SenderReport::new_checked(out[0].header()).unwrap();
+        assert_eq!((v.ssrc(), v.ntp(), v.rtp_timestamp(), v.packet_count()), (5000, 77, 5000, 1));
+        assert_eq!(out[1].dest, addr(6001));
+        assert_eq!(s.counters().rtcp_terminated, 1);
+    }
+}
