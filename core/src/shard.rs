@@ -131,11 +131,18 @@ impl Shard {
         // A single command validates before it mutates; longer batches keep a snapshot of every
         // router they touch so a refusal at command `i` can undo commands `0..i`.
         let mut snapshots: Vec<(RouterId, Option<Router>)> = Vec::new();
+        // Steering entries live outside the routers: kept too, as they were before the batch.
+        let mut steering: Vec<(SteerKey, Option<(RouterId, u16)>)> = Vec::new();
         if batch.commands.len() > 1 {
             for c in &batch.commands {
                 let id = c.router();
                 if !snapshots.iter().any(|(r, _)| *r == id) {
                     snapshots.push((id, self.routers.get(&id).cloned()));
+                }
+                if let Command::SetSteering { key, .. } = c {
+                    if !steering.iter().any(|(k, _)| k == key) {
+                        steering.push((*key, self.steering.get(key).copied()));
+                    }
                 }
             }
         }
@@ -144,6 +151,12 @@ impl Shard {
             match self.apply(command) {
                 Ok(o) => outcomes.push(o),
                 Err(error) => {
+                    for (key, entry) in steering {
+                        match entry {
+                            Some(e) => self.steering.insert(key, e),
+                            None => self.steering.remove(&key),
+                        };
+                    }
                     for (id, snapshot) in snapshots {
                         if let Some(current) = self.routers.remove(&id) {
                             self.unindex_router(id, &current);
@@ -1032,6 +1045,25 @@ mod tests {
         let c = s.router(R).unwrap().consumer(ConsumerId(100)).unwrap();
         assert!(!c.paused());
         assert_eq!(send(&mut s, 1, addr(5000), &rtp(1111, 1, 0, 96, b"x")).len(), 1);
+    }
+
+    #[test]
+    fn rejected_batch_restores_steering() {
+        let mut s = setup(0);
+        let (moved, added) = (SteerKey::Remote(addr(7000)), SteerKey::Remote(addr(7001)));
+        s.set_steering(moved, RouterId(9), Some(1));
+        let reply = s.apply_batch(&batch(
+            2,
+            vec![
+                Command::SetSteering { router: RouterId(9), key: moved, core: Some(2) },
+                Command::SetSteering { router: RouterId(9), key: added, core: Some(2) },
+                // Duplicate router id: refused, so both steering changes are undone.
+                Command::CreateRouter { router: R },
+            ],
+        ));
+        assert!(matches!(reply, BatchReply::Rejected { index: 2, .. }), "{reply:?}");
+        assert_eq!(s.steering_of(&moved), Some((RouterId(9), 1)));
+        assert_eq!(s.steering_of(&added), None);
     }
 
     #[test]
