@@ -103,7 +103,8 @@ pub struct Shard {
 pub enum Verdict {
     /// Forwarded, terminated or dropped (counted) here.
     Done,
-    /// It belongs to a router on core `core`: carry it there unchanged.
+    /// It belongs to a router on core `core`: carry it there unchanged, then count it with
+    /// [`Shard::count_hopped_out`] (or, if it cannot be carried, as a drop).
     Hop { core: u16 },
 }
 
@@ -399,8 +400,13 @@ impl Shard {
             .get(&SteerKey::Remote(dgram.source))
             .or_else(|| ssrc.and_then(|s| self.steering.get(&SteerKey::Ssrc(s))));
         let (_, core) = hit?;
-        self.counters.hopped_out += 1;
         Some(Verdict::Hop { core: *core })
+    }
+
+    /// Counts a datagram this shard returned as `Verdict::Hop` once it was carried to its owner
+    /// (one that could not be carried is counted as a drop instead).
+    pub fn count_hopped_out(&mut self) {
+        self.counters.hopped_out += 1;
     }
 
     /// Counts a datagram carried here from another core (after it was counted there as hopped).

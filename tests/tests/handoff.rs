@@ -82,13 +82,13 @@ fn moves(producer_on_shared_port: bool) {
         let i = moves;
         moves += 1;
         let (from, to) = (i % 2, 1 - i % 2);
-        let (reply, _) = plane.apply(from, vec![CoreOp::HandOff { router: R, to: to as u16 }]);
+        let reply = plane.apply(from, vec![CoreOp::HandOff { router: R, to: to as u16 }]);
         assert_eq!(
             reply,
             BatchReply::Applied { seq: reply.seq(), outcomes: vec![Outcome::Applied] },
             "move {i}"
         );
-        let (reply, _) = plane.apply(to, vec![CoreOp::ConfirmImport { router: R }]);
+        let reply = plane.apply(to, vec![CoreOp::ConfirmImport { router: R }]);
         assert_eq!(
             reply,
             BatchReply::Applied { seq: reply.seq(), outcomes: vec![Outcome::Applied] },
