@@ -23,8 +23,8 @@ fn thousand_moves_under_load_lose_nothing() {
     moves(true);
 }
 
-/// The producer on its own socket too: that socket moves with the router (its task on the
-/// importing core may be polled at once and must not read before the barrier lifts).
+/// The producer on its own socket too: that socket moves with the router (it joins the importing
+/// core's epoll set at once, and must not be read before the handoff barrier lifts).
 #[test]
 fn thousand_moves_with_a_dedicated_producer_socket() {
     moves(false);
