@@ -20,7 +20,7 @@ use shardcast_core::command::{BatchReply, Command, Event, Outcome, SocketId};
 use shardcast_core::drop_reason::DropReason;
 use shardcast_core::ids::{ConsumerId, ProducerId, RouterId};
 use shardcast_dataplane::socket::{bind_udp, SocketOptions};
-use shardcast_dataplane::{CoreBatch, CoreMessage, CoreOp, DataPlane};
+use shardcast_dataplane::{CoreBatch, CoreOp, CoreReply, DataPlane};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -195,8 +195,8 @@ impl Controller {
         }
     }
 
-    fn on_late_reply(&mut self, msg: CoreMessage) {
-        let CoreMessage::Reply { core, reply, .. } = msg;
+    fn on_late_reply(&mut self, msg: CoreReply) {
+        let CoreReply { core, reply, .. } = msg;
         let change = self.pending.remove(&(core, reply.seq()));
         match (&reply, change) {
             (BatchReply::Applied { .. }, Some(change)) => {
@@ -515,7 +515,7 @@ impl Controller {
         while !waiting.is_empty() {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.plane.replies().recv_timeout(left) {
-                Ok(CoreMessage::Reply { core, reply, .. }) => {
+                Ok(CoreReply { core, reply, .. }) => {
                     if waiting.get(&core) == Some(&reply.seq()) {
                         waiting.remove(&core);
                         match reply {
@@ -533,7 +533,7 @@ impl Controller {
                             }
                         }
                     } else {
-                        self.on_late_reply(CoreMessage::Reply { core, reply, exported: None, apply_ns: 0 });
+                        self.on_late_reply(CoreReply { core, reply, apply_ns: 0 });
                     }
                 }
                 Err(_) => break,

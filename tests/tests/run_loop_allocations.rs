@@ -1,6 +1,8 @@
-//! The real run loop allocates nothing per packet: ≥ 10,000 forwarded copies through a running
-//! core, with a counting global allocator. The only allocations allowed in the window are those of
-//! glommio's park/wake path (a readiness wait), bounded per wake-up, never per packet.
+//! The real run loop does not allocate per packet: over ≥ 10,000 copies forwarded through a
+//! running core, a counting global allocator sees at most 8 allocations per wake-up of the core
+//! (plus 8), and fewer than one per 100 copies. This bounds allocations rather than showing there
+//! are none (the counter is process-wide); the loop itself waits in its own `epoll_wait`, which
+//! allocates nothing, and the zero-allocation claim for forwarding is `core/tests/zero_alloc.rs`'s.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -52,7 +54,7 @@ fn forwarding_through_a_running_core_allocates_nothing_per_packet() {
     plane.route(0, room.commands());
     let packets: Vec<Vec<u8>> =
         (0..PACKETS).map(|i| rtp(1, i as u16, i as u32 * 3000, 96, &[9; 400])).collect();
-    // Warm up: first packets initialise per-consumer state and glommio's lazy structures.
+    // Warm up: first packets initialise per-consumer state.
     for p in &packets[..50] {
         sender.send(in_addr, p);
     }
@@ -78,7 +80,7 @@ fn forwarding_through_a_running_core_allocates_nothing_per_packet() {
     let allocations = after - before;
     eprintln!("run loop: {forwarded} copies forwarded, {allocations} allocations, {wakeups} wake-ups");
     assert!(forwarded >= 10_000, "forwarded {forwarded}");
-    // Allocations come only from parking (glommio's readiness wait), a few per wake-up.
+    // A few per wake-up at most, and nowhere near one per copy.
     assert!(allocations <= 8 * (wakeups + 1), "{allocations} allocations for {wakeups} wake-ups");
     assert!(allocations * 100 < forwarded, "{allocations} allocations for {forwarded} copies");
     for r in &receivers {
