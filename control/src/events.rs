@@ -1,5 +1,5 @@
 //! The event bus: bounded and leaky. A slow subscriber loses events (it is told how many); the
-//! control thread never waits for anyone. Events are typed; `http.rs` serializes them for
+//! control thread never waits for anyone. Events are typed; `http/` serializes them for
 //! `/events` (`{"event": "<name>", ...}`).
 
 use std::net::SocketAddr;

@@ -81,7 +81,7 @@ pub enum Request {
     },
 }
 
-/// The answer to a [`Request`]: typed; `http.rs` turns it into the JSON of `control/API.md`
+/// The answer to a [`Request`]: typed; `http/` turns it into the JSON of `control/API.md`
 /// (ids, SSRCs and payload types are plain numbers there).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]

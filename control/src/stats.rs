@@ -1,6 +1,6 @@
 //! The stats document (`Request::Stats`, `GET /stats`): per-core figures from the cores'
 //! published snapshots, the object counts from the model and the control plane's counters.
-//! Typed; `http.rs` serializes it with the field names of `control/API.md`.
+//! Typed; `http/` serializes it with the field names of `control/API.md`.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -1,5 +1,5 @@
 //! A router's dump: its transports, producers and consumers as the model holds them. Typed;
-//! `http.rs` serializes it (`GET /routers/{id}`), with the field names of `control/API.md`.
+//! `http/` serializes it (`GET /routers/{id}`), with the field names of `control/API.md`.
 
 use std::net::SocketAddr;
 
