@@ -944,10 +944,15 @@ impl DataPlane {
             let allow_test_hooks = config.allow_test_hooks;
             let core_kernel = kernel.clone();
             let stray_here = stray[index];
+            let sched_policy = config.sched_policy;
             let handle = glommio::LocalExecutorBuilder::new(placement)
                 .name(&format!("shardcast-core-{index}"))
                 .io_memory(1 << 20)
                 .spawn(move || async move {
+                    if let Err(e) = crate::io::set_current_thread_policy(sched_policy) {
+                        let _ = ready.send(Err(format!("core {index}: cores.data_plane_policy: {e}")));
+                        return;
+                    }
                     let now = Instant::now();
                     let (epoll, barrier_epoll) = match (crate::io::Epoll::new(256), crate::io::Epoll::new(4))
                     {
