@@ -40,12 +40,8 @@ pub(crate) struct Envelope {
 #[derive(Debug)]
 pub(crate) enum Msg {
     Call(Envelope),
-    Shutdown {
-        reply: Sender<Result<(), Vec<usize>>>,
-        deadline: Duration,
-    },
-    /// A config reload's new rebalancer settings (SIGHUP).
-    SetRebalancer(crate::config::RebalancerConfig),
+    Shutdown { reply: Sender<Result<(), Vec<usize>>>, deadline: Duration },
+    SetRebalancer(crate::config::RebalancerConfig), // a SIGHUP reload's new [rebalancer]
 }
 
 /// Control-plane figures, read by `/metrics` and `/stats` without touching the control thread.
