@@ -2,14 +2,16 @@
 //! fits, refusing bad pinning, logging plain text to files and JSON on request, telling systemd
 //! it is ready, reloading on SIGHUP, at SCHED_FIFO when asked; and the systemd unit verifies.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use shardcast::config::{Config, Policy};
 use shardcast::tune::host::{cap, HostFacts};
+
+mod common;
+use common::{bin, Daemon, LOCAL};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("shardcast-{name}-{}", std::process::id()));
@@ -18,54 +20,9 @@ fn tmp(name: &str) -> PathBuf {
     d
 }
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_shardcast")
-}
-
-const LOCAL: [&str; 4] = ["--api-listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"];
-
-struct Running {
-    child: Child,
-    ready: Value,
-}
-
-/// Starts `cmd` (stdout piped) and waits for the ready line.
-fn start(mut cmd: Command) -> Result<Running, String> {
-    let mut child = cmd.stdout(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::sync_channel(1);
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx.recv_timeout(Duration::from_secs(15)).unwrap_or_default();
-    match serde_json::from_str(&line) {
-        Ok(ready) => Ok(Running { child, ready }),
-        Err(_) => {
-            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-            Err(format!("no ready line ({status})"))
-        }
-    }
-}
-
-impl Running {
-    fn signal(&self, sig: &str) {
-        let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
-    }
-
-    fn stop(mut self) -> bool {
-        self.signal("TERM");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(s)) = self.child.try_wait() {
-                return s.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        false
-    }
+/// Starts `cmd` and waits for its ready line.
+fn start(cmd: Command) -> Result<Daemon, String> {
+    Daemon::spawn(cmd, Duration::from_secs(15))
 }
 
 fn two_cpus() -> bool {
