@@ -154,6 +154,10 @@ pub struct Consumer {
     pub(crate) rewriter: RtpRewriter,
     pub(crate) stats: ConsumerStats,
     pub(crate) retransmissions: Retransmissions,
+    /// The last sender report sent to it: (NTP middle 32 bits, when, caller's clock µs).
+    pub(crate) last_sender_report: Option<(u32, u64)>,
+    /// Round-trip time from its receiver reports (µs), once one echoed a sender report.
+    pub(crate) rtt_us: Option<u64>,
 }
 
 impl Consumer {
@@ -166,6 +170,8 @@ impl Consumer {
             rewriter: RtpRewriter::new(options.ssrc, options.payload_type),
             stats: ConsumerStats::default(),
             retransmissions: Retransmissions::default(),
+            last_sender_report: None,
+            rtt_us: None,
         }
     }
 
@@ -186,6 +192,10 @@ impl Consumer {
     }
     pub fn stats(&self) -> ConsumerStats {
         self.stats
+    }
+    /// Round-trip time to its receiver (µs), from the receiver reports echoing its sender reports.
+    pub fn rtt_us(&self) -> Option<u64> {
+        self.rtt_us
     }
     /// Bytes of retransmission this consumer may still draw, as of its last NACK.
     pub fn retransmission_credit(&self) -> u64 {

@@ -9,7 +9,8 @@
 //!
 //! A NACK costs little to send and asks for up to 17 packets per FCI entry, so what it may draw
 //! is bounded ([`RtcpLimits`](super::RtcpLimits)), each excess counted:
-//! - a packet retransmitted to this consumer within the NACK interval is not sent again
+//! - a packet retransmitted to this consumer within the NACK interval (or its RTT, if longer) is
+//!   not sent again
 //!   ([`DropReason::RetransmissionTooSoon`]): repeated FCIs and overlapping bitmasks in one NACK
 //!   are repeats too;
 //! - a retransmission costs its bytes from the consumer's budget, earned as a share of the media
@@ -34,6 +35,9 @@ use crate::shard::rtp::write_header;
 /// FCI entries (PID + BLP, 4 bytes each) of one NACK sent upstream: 12 + 4 × 4 bytes fit
 /// [`OUTPUT_HEADER_MAX`].
 const UPSTREAM_NACK_PAIRS: usize = 4;
+
+/// The longest a measured RTT spaces a consumer's retransmissions.
+const MAX_RESEND_INTERVAL_US: u64 = 1_000_000;
 
 /// The FCI entries of the NACK being built for the producer.
 type UpstreamPairs = heapless::Vec<(u16, u16), UPSTREAM_NACK_PAIRS>;
@@ -82,6 +86,12 @@ impl<O: OutputSink> RtcpContext<'_, O> {
             return false;
         };
         let pid = consumer.producer;
+        // mediasoup resends once per RTT; the configured interval is the floor, so what a peer's
+        // reports claim can only space its own retransmissions further (up to 1 s).
+        let resend_us = consumer
+            .rtt_us
+            .unwrap_or(0)
+            .clamp(limits.nack_interval_us, MAX_RESEND_INTERVAL_US.max(limits.nack_interval_us));
         let producer_ssrc = producer.options.ssrc.0;
         let budget = &mut consumer.retransmissions;
         budget.earn(
@@ -96,7 +106,7 @@ impl<O: OutputSink> RtcpContext<'_, O> {
             match (stored, downstream) {
                 (Some(p), Some((socket, dest))) if p.len() >= FIXED_HEADER_LEN => {
                     let resent = budget.resent.as_ref();
-                    if resent.is_some_and(|r| r.is_recent(input, now_us, limits.nack_interval_us)) {
+                    if resent.is_some_and(|r| r.is_recent(input, now_us, resend_us)) {
                         self.counters.drop(DropReason::RetransmissionTooSoon);
                         continue;
                     }
@@ -185,7 +195,7 @@ mod tests {
     use crate::command::{Command, SocketId};
     use crate::drop_reason::DropReason;
     use crate::ids::ConsumerId;
-    use crate::rtcp::{Nack, NackRepr};
+    use crate::rtcp::{Nack, NackRepr, ReceiverReportRepr, ReportBlockRepr, SenderReportRepr};
     use crate::shard::tests::{addr, batch, rtcp_out, send, setup, R};
     use crate::shard::{BatchReply, Output, PayloadRef, RtcpLimits, Shard};
     use crate::testutil::{fanout_setup, rtp};
@@ -280,6 +290,36 @@ mod tests {
         // One interval (100 ms) after the first, it is resent again.
         assert_eq!(resent(&nack_out(&mut s, 0, &[(5, 0)], 1_100_000)), vec![5]);
         assert_eq!(s.counters().retransmitted, 3);
+        balanced(&s);
+    }
+
+    #[test]
+    fn a_measured_rtt_longer_than_the_interval_spaces_resends_further() {
+        let mut s = setup(1);
+        (0..40).for_each(|seq| media(&mut s, seq));
+        // The producer's SR reaches the consumer at 1 s; its RR echoes it at 1.4 s, having held
+        // it 0.1 s: RTT 0.3 s.
+        let mut sr = [0u8; 28];
+        SenderReportRepr { ssrc: 1111, ntp: 0xABCD_1234 << 16, ..Default::default() }.emit(&mut sr);
+        assert_eq!(rtcp_out(&mut s, 1, addr(5000), &sr, 1_000_000).len(), 1);
+        let mut reports = heapless::Vec::new();
+        let block = ReportBlockRepr {
+            ssrc: 5000,
+            last_sr: 0xABCD_1234,
+            delay_since_last_sr: 65_536 / 10,
+            ..Default::default()
+        };
+        reports.push(block).unwrap();
+        let mut rr = [0u8; 32];
+        ReceiverReportRepr { ssrc: 9, reports }.emit(&mut rr);
+        assert!(rtcp_out(&mut s, 100, addr(6000), &rr, 1_400_000).is_empty());
+        let rtt = s.router(R).unwrap().consumer(ConsumerId(100)).unwrap().rtt_us().unwrap();
+        assert!((299_000..=301_000).contains(&rtt), "{rtt}");
+        assert_eq!(resent(&nack_out(&mut s, 0, &[(5, 0)], 2_000_000)), vec![5]);
+        // Past the 100 ms interval but within the RTT: too soon.
+        assert!(nack_out(&mut s, 0, &[(5, 0)], 2_200_000).is_empty());
+        assert_eq!(s.counters().drops_of(DropReason::RetransmissionTooSoon), 1);
+        assert_eq!(resent(&nack_out(&mut s, 0, &[(5, 0)], 2_000_000 + rtt + 1000)), vec![5]);
         balanced(&s);
     }
 

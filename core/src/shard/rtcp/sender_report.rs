@@ -9,6 +9,7 @@
 
 use crate::drop_reason::DropReason;
 use crate::ids::Ssrc;
+use crate::router::Router;
 use crate::rtcp::{SenderReport, SenderReportRepr};
 use crate::shard::output::{OutputSink, OUTPUT_HEADER_MAX};
 use crate::shard::rtcp::RtcpContext;
@@ -28,14 +29,14 @@ impl<O: OutputSink> RtcpContext<'_, O> {
         if !throttled {
             producer.last_sender_report_us = Some(now_us);
         }
-        let router = &*self.router;
-        let Some(producer) = router.producers.get(&pid) else { return false };
+        let Router { transports, producers, consumers } = &mut *self.router;
+        let Some(producer) = producers.get(&pid) else { return false };
         for cid in &producer.consumers {
-            let Some(c) = router.consumers.get(cid) else { continue };
+            let Some(c) = consumers.get_mut(cid) else { continue };
             if c.paused || c.producer_paused {
                 continue;
             }
-            let Some(egress) = router.transports.get(&c.transport).and_then(|t| t.egress()) else {
+            let Some(egress) = transports.get(&c.transport).and_then(|t| t.egress()) else {
                 continue;
             };
             if throttled {
@@ -52,7 +53,10 @@ impl<O: OutputSink> RtcpContext<'_, O> {
             };
             let mut header = [0u8; OUTPUT_HEADER_MAX];
             let len = repr.emit(&mut header);
-            Self::emit(self.counters, self.out, egress, header, len);
+            if Self::emit(self.counters, self.out, egress, header, len) {
+                // What the consumer's receiver reports will echo (RFC 3550 §6.4.1 LSR): its RTT.
+                c.last_sender_report = Some(((sr.ntp() >> 16) as u32, now_us));
+            }
         }
         true
     }
