@@ -49,7 +49,12 @@ pub(crate) struct Envelope {
 #[derive(Debug)]
 pub(crate) enum Msg {
     Call(Envelope),
-    Shutdown { reply: Sender<Result<(), Vec<usize>>>, deadline: Duration },
+    Shutdown {
+        reply: Sender<Result<(), Vec<usize>>>,
+        deadline: Duration,
+    },
+    /// A SIGHUP reload's new `[rebalancer]`.
+    SetRebalancer(crate::config::RebalancerConfig),
 }
 
 /// Control-plane figures, read by `/metrics` and `/stats` without touching the control thread.
@@ -142,6 +147,7 @@ impl Controller {
                         // The caller may have given up (its own deadline): nothing to do then.
                         let _ = env.reply.send(result);
                     }
+                    Ok(Msg::SetRebalancer(r)) => self.config.rebalancer = r,
                     Ok(Msg::Shutdown { reply, deadline }) => {
                         let _ = reply.send(self.shutdown(deadline));
                         return;
