@@ -42,19 +42,25 @@ fn one_nack(media_ssrc: u32, seq: u16) -> Vec<u8> {
     b
 }
 
-/// The core's counters once it has handled everything sent to it (they stop changing).
-fn settled(plane: &mut Plane) -> Counters {
+/// The core's counters once it has handled at least `packets_in` datagrams and they stopped
+/// changing for 200 ms (a datagram the kernel dropped never arrives: hence "at least").
+fn settled(plane: &mut Plane, packets_in: u64) -> Counters {
     let deadline = Instant::now() + DEADLINE;
     let mut last = Counters::default();
+    let mut still_since = Instant::now();
     loop {
         // A batch makes the core publish its counters.
         plane.apply(0, Vec::new());
         let c = plane.plane.cores()[0].stats().counters;
-        if (c == last && c.egress_balanced()) || Instant::now() > deadline {
+        if c != last {
+            still_since = Instant::now();
+        }
+        let still = still_since.elapsed() >= Duration::from_millis(200);
+        if (c.packets_in >= packets_in && still && c.egress_balanced()) || Instant::now() > deadline {
             return c;
         }
         last = c;
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
@@ -167,7 +173,7 @@ fn a_nack_storm_draws_at_most_the_retransmission_budget() {
         std::thread::sleep(Duration::from_millis(200));
         stop_rx.store(true, Ordering::Relaxed);
     });
-    let c = settled(&mut plane);
+    let c = settled(&mut plane, 0);
     let media_bytes = sent_bytes.load(Ordering::Relaxed);
     let budget = media_bytes * u64::from(limits.retransmission_share_permille) / 1000
         + u64::from(limits.retransmission_burst_bytes);
@@ -228,7 +234,7 @@ fn two_hundred_storm_nacks_draw_fewer_packets_than_they_are() {
         }
     };
     attack(out_addr);
-    let c = settled(&mut plane);
+    let c = settled(&mut plane, 300 + 200);
     let got = consumer.drain(Duration::from_millis(300));
     let bytes: u64 = got.iter().map(|p| p.len() as u64).sum();
     println!(
