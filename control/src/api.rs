@@ -84,6 +84,7 @@ impl Shardcast {
             allow_test_hooks: config.allow_test_hooks,
             kernel_steering: config.media.kernel_steering,
             sched_policy: config.data_plane_policy(),
+            rtcp_limits: config.rtcp.limits(),
             ..DataPlaneConfig::default()
         };
         let plane = DataPlane::start(plane_config).map_err(|e| StartError(format!("data plane: {e}")))?;

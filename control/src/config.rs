@@ -5,6 +5,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shardcast_core::shard::RtcpLimits;
 use shardcast_dataplane::io::SchedPolicy;
 
 use crate::model::Placement;
@@ -21,6 +22,7 @@ pub struct Config {
     pub media: MediaConfig,
     pub api: ApiConfig,
     pub rebalancer: RebalancerConfig,
+    pub rtcp: RtcpConfig,
     /// error, warn, info, debug or trace, or an `EnvFilter` directive (`info,shardcast=debug`).
     pub log_level: String,
     /// "text" (coloured only on a terminal) or "json" (one object per line, for log shippers).
@@ -223,6 +225,52 @@ impl Default for RebalancerConfig {
     }
 }
 
+/// What peers' RTCP may make a core send (issue 12: NACK amplification); each excess is counted
+/// under its own drop reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcpConfig {
+    /// A packet is resent to one consumer, and a sequence number asked of its producer, at most
+    /// once per this interval (or the consumer's RTT, if longer).
+    pub nack_interval_ms: u64,
+    /// Retransmissions to a consumer are at most this fraction of the media bytes forwarded to
+    /// it (plus the burst).
+    pub retransmission_share: f64,
+    /// Retransmission bytes a consumer may draw at once after a quiet period.
+    pub retransmission_burst_bytes: u32,
+    /// Most retransmissions one incoming RTCP datagram may draw.
+    pub retransmissions_per_datagram: u32,
+    /// A producer's sender reports are fanned out at most once per this interval.
+    pub sender_report_interval_ms: u64,
+}
+
+impl Default for RtcpConfig {
+    fn default() -> Self {
+        let l = RtcpLimits::default();
+        RtcpConfig {
+            nack_interval_ms: l.nack_interval_us / 1000,
+            retransmission_share: f64::from(l.retransmission_share_permille) / 1000.0,
+            retransmission_burst_bytes: l.retransmission_burst_bytes,
+            retransmissions_per_datagram: l.retransmissions_per_datagram,
+            sender_report_interval_ms: l.sender_report_interval_us / 1000,
+        }
+    }
+}
+
+impl RtcpConfig {
+    /// The cores' limits.
+    pub fn limits(&self) -> RtcpLimits {
+        RtcpLimits {
+            nack_interval_us: self.nack_interval_ms.saturating_mul(1000),
+            retransmission_share_permille: (self.retransmission_share.clamp(0.0, 1.0) * 1000.0).round()
+                as u32,
+            retransmission_burst_bytes: self.retransmission_burst_bytes,
+            retransmissions_per_datagram: self.retransmissions_per_datagram,
+            sender_report_interval_us: self.sender_report_interval_ms.saturating_mul(1000),
+        }
+    }
+}
+
 /// The defaults of every field; `tuning/default.toml` spells them out (a test keeps them equal).
 impl Default for Config {
     fn default() -> Self {
@@ -231,6 +279,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             api: ApiConfig::default(),
             rebalancer: RebalancerConfig::default(),
+            rtcp: RtcpConfig::default(),
             log_level: "info".into(),
             log_format: LogFormat::Text,
             ring_capacity: 256,
@@ -318,6 +367,13 @@ impl Config {
                     "set it to 1 or more (the default is in tuning/default.toml)",
                 ));
             }
+        }
+        if !(0.0..=1.0).contains(&self.rtcp.retransmission_share) {
+            out.push(Finding::error(
+                "rtcp.retransmission_share",
+                "is a fraction of a consumer's media bytes",
+                "use a value in 0..=1 (above 1, NACKs could draw more than the stream itself)",
+            ));
         }
         if !(0.0..=1.0).contains(&self.rebalancer.threshold) {
             out.push(Finding::error(
@@ -490,6 +546,17 @@ mod tests {
         let policy = DEFAULT_TOML.replace("placement = \"least_loaded\"", "placement = \"random\"");
         let err = Config::from_toml(&policy).unwrap_err();
         assert!(err.contains("random") && err.contains("least_loaded"), "{err}");
+    }
+
+    #[test]
+    fn rtcp_limits_are_read_and_checked() {
+        assert_eq!(Config::default().rtcp.limits(), RtcpLimits::default());
+        let c = Config::from_toml("[rtcp]\nretransmission_share = 0.1\nnack_interval_ms = 250\n").unwrap();
+        let l = c.rtcp.limits();
+        assert_eq!((l.retransmission_share_permille, l.nack_interval_us), (100, 250_000));
+        assert_eq!(l.retransmission_burst_bytes, RtcpLimits::default().retransmission_burst_bytes);
+        let err = Config::from_toml("[rtcp]\nretransmission_share = 2.0\n").unwrap_err();
+        assert!(err.contains("rtcp.retransmission_share"), "{err}");
     }
 
     #[test]

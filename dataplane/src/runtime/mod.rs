@@ -123,6 +123,7 @@ impl DataPlane {
                 kernel: kernel.clone(),
                 recv_batch: config.recv_batch,
                 allow_test_hooks: config.allow_test_hooks,
+                rtcp_limits: config.rtcp_limits,
                 shared: shared_socket,
                 stray: stray[index],
             };
