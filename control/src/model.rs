@@ -371,7 +371,7 @@ impl Model {
             Op::Route(Command::CreatePlainTransport {
                 router,
                 transport: id,
-                options: PlainTransportOptions { socket, remote: None, comedia },
+                options: PlainTransportOptions { socket, remote: None, comedia, comedia_source: None },
             }),
         ));
         Ok(Plan::one(core, ops, Response::Transport { id: id.0, local }, Change::AddTransport { id, entry }))

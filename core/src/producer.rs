@@ -3,6 +3,7 @@
 use crate::command::ProducerOptions;
 use crate::ids::{ConsumerId, TransportId};
 use crate::rtp_store::StoreCell;
+use crate::rtp_stream::RtpStreamRecv;
 
 /// Producer-side statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,6 +30,8 @@ pub struct Producer {
     pub(crate) fir_seq: u8,
     /// Recent packets, for NACKs (video producers only).
     pub(crate) store: StoreCell,
+    /// The incoming sequence, checked before anything else uses a packet's number.
+    pub(crate) stream: RtpStreamRecv,
 }
 
 impl Producer {
@@ -43,6 +46,7 @@ impl Producer {
             last_keyframe_request_us: None,
             fir_seq: 0,
             store: StoreCell::default(),
+            stream: RtpStreamRecv::new(),
         }
     }
 
