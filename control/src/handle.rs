@@ -6,11 +6,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use shardcast_core::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use shardcast_core::command::IpPrefix;
+use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 
 use crate::api::Shardcast;
 use crate::error::ApiError;
-use crate::request::{Kind, Request, Response};
+use crate::model::RouterDump;
+use crate::request::{Request, Response};
 
 /// How to create a plain transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,29 +23,38 @@ pub struct PlainTransportOptions {
     pub port: Option<u16>,
     /// Use the process's shared media port instead of a dedicated socket.
     pub shared_port: bool,
-    /// Latch the remote address on the first valid packet (never re-latch).
+    /// Latch the remote address on the first valid packet (never re-latch). Trust on first use:
+    /// narrow it with `comedia_source`, or connect explicitly.
     pub comedia: bool,
+    /// With `comedia`: only a packet from this prefix may latch (the port is learnt).
+    pub comedia_source: Option<IpPrefix>,
 }
 
 impl Default for PlainTransportOptions {
     fn default() -> Self {
-        Self { listen_ip: IpAddr::from([127, 0, 0, 1]), port: None, shared_port: false, comedia: false }
+        Self {
+            listen_ip: IpAddr::from([127, 0, 0, 1]),
+            port: None,
+            shared_port: false,
+            comedia: false,
+            comedia_source: None,
+        }
     }
 }
 
 /// How to create a producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerOptions {
-    pub kind: Kind,
-    pub ssrc: u32,
-    pub payload_type: u8,
+    pub kind: MediaKind,
+    pub ssrc: Ssrc,
+    pub payload_type: PayloadType,
     /// `None`: 48 kHz for audio, 90 kHz for video.
     pub clock_rate: Option<u32>,
     pub paused: bool,
 }
 
 impl ProducerOptions {
-    pub fn new(kind: Kind, ssrc: u32, payload_type: u8) -> Self {
+    pub fn new(kind: MediaKind, ssrc: Ssrc, payload_type: PayloadType) -> Self {
         Self { kind, ssrc, payload_type, clock_rate: None, paused: false }
     }
 }
@@ -64,7 +75,7 @@ impl Router {
     /// Creates a router on `core`, or where the placement policy puts it.
     pub fn create(sc: &Shardcast, core: Option<usize>) -> Result<Router, ApiError> {
         match sc.call(Request::CreateRouter { core })? {
-            Response::Router { id, core } => Ok(Router { sc: sc.clone(), id: RouterId(id), core }),
+            Response::Router { id, core } => Ok(Router { sc: sc.clone(), id, core }),
             other => Err(unexpected(other)),
         }
     }
@@ -85,30 +96,32 @@ impl Router {
             port: options.port,
             shared_port: options.shared_port,
             comedia: options.comedia,
+            comedia_source: options.comedia_source,
         };
         match self.sc.call(request)? {
             Response::Transport { id, local } => {
-                Ok(Transport { sc: self.sc.clone(), id: TransportId(id), router: self.id, local })
+                Ok(Transport { sc: self.sc.clone(), id, router: self.id, local })
             }
             other => Err(unexpected(other)),
         }
     }
 
-    /// Hands the router to `core` while media flows; returns the handoff time in µs.
+    /// Hands the router to `core` while media flows; returns the move call's wall time on the
+    /// control thread in µs (`move_us`).
     pub fn move_to(&mut self, core: usize) -> Result<u64, ApiError> {
         match self.sc.call(Request::MoveRouter { router: self.id, core })? {
-            Response::Moved { core, freeze_us, .. } => {
+            Response::Moved { core, move_us, .. } => {
                 self.core = core;
-                Ok(freeze_us)
+                Ok(move_us)
             }
             other => Err(unexpected(other)),
         }
     }
 
-    /// Its transports, producers and consumers as JSON.
-    pub fn dump(&self) -> Result<serde_json::Value, ApiError> {
+    /// Its transports, producers and consumers as the model holds them.
+    pub fn dump(&self) -> Result<RouterDump, ApiError> {
         match self.sc.call(Request::DumpRouter { router: self.id })? {
-            Response::Value(v) => Ok(v),
+            Response::Dump(d) => Ok(d),
             other => Err(unexpected(other)),
         }
     }
@@ -158,7 +171,7 @@ impl Transport {
             paused: options.paused,
         };
         match self.sc.call(request)? {
-            Response::Producer { id } => Ok(Producer { sc: self.sc.clone(), id: ProducerId(id) }),
+            Response::Producer { id } => Ok(Producer { sc: self.sc.clone(), id }),
             other => Err(unexpected(other)),
         }
     }
@@ -167,7 +180,7 @@ impl Transport {
     pub fn consume(&self, producer: ProducerId, paused: bool) -> Result<Consumer, ApiError> {
         match self.sc.call(Request::Consume { transport: self.id, producer, paused })? {
             Response::Consumer { id, ssrc, payload_type } => {
-                Ok(Consumer { sc: self.sc.clone(), id: ConsumerId(id), producer, ssrc, payload_type })
+                Ok(Consumer { sc: self.sc.clone(), id, producer, ssrc, payload_type })
             }
             other => Err(unexpected(other)),
         }
@@ -212,8 +225,8 @@ pub struct Consumer {
     sc: Shardcast,
     id: ConsumerId,
     producer: ProducerId,
-    ssrc: u32,
-    payload_type: u8,
+    ssrc: Ssrc,
+    payload_type: PayloadType,
 }
 
 impl Consumer {
@@ -226,11 +239,11 @@ impl Consumer {
     }
 
     /// The SSRC its packets carry.
-    pub fn ssrc(&self) -> u32 {
+    pub fn ssrc(&self) -> Ssrc {
         self.ssrc
     }
 
-    pub fn payload_type(&self) -> u8 {
+    pub fn payload_type(&self) -> PayloadType {
         self.payload_type
     }
 

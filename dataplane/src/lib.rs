@@ -9,7 +9,5 @@ pub mod runtime;
 pub mod socket;
 pub mod steering;
 
-pub use plane::{
-    CoreBatch, CoreEvent, CoreHandle, CoreMessage, CoreOp, CoreStatsSnapshot, DataPlaneConfig, RouterExport,
-};
+pub use plane::{CoreBatch, CoreEvent, CoreHandle, CoreOp, CoreReply, CoreStatsSnapshot, DataPlaneConfig};
 pub use runtime::DataPlane;

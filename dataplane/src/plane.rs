@@ -10,8 +10,8 @@ use crossbeam::queue::ArrayQueue;
 use shardcast_core::command::{BatchReply, Command, Event, SocketId};
 use shardcast_core::drop_reason::{Counters, DropReason};
 use shardcast_core::ids::RouterId;
-use shardcast_core::router::Router;
 
+use crate::runtime::{HopPacket, RouterExport};
 use crate::socket::SocketOptions;
 
 /// How to start the data plane.
@@ -54,20 +54,6 @@ impl Default for DataPlaneConfig {
     }
 }
 
-/// A router and the sockets it owns, in transit from one core to another.
-#[derive(Debug)]
-pub struct RouterExport {
-    pub id: RouterId,
-    pub router: Router,
-    /// Its dedicated sockets, moved whole: the kernel sockets, and the datagrams queued on them
-    /// during the move, are the same.
-    pub sockets: Vec<(SocketId, UdpSocket)>,
-    /// When the owner froze it (for the freeze-time figure).
-    pub frozen_at: std::time::Instant,
-    /// The core it comes from.
-    pub from: u16,
-}
-
 /// One operation inside a [`CoreBatch`].
 #[derive(Debug)]
 pub enum CoreOp {
@@ -81,13 +67,19 @@ pub enum CoreOp {
     Stall(Duration),
     /// Live handoff, on the owner: freeze the router between two packet batches, take it and its
     /// sockets out, steer its shared-port flows to core `to`, and pass it to `to` directly
-    /// through that core's import ring (ahead of any datagram carried after it).
+    /// through that core's import ring (ahead of any datagram carried after it). Travels alone
+    /// in its batch (a router handed over cannot be taken back by a later refusal).
     HandOff { router: RouterId, to: u16 },
     /// Live handoff, on the new owner: `Applied` once the router has been imported here.
+    /// Travels alone in its batch.
     ConfirmImport { router: RouterId },
 }
 
-/// An ordered group of operations for one core, applied whole, between packet batches.
+/// An ordered group of operations for one core, applied whole or not at all, between packet
+/// batches, with one [`CoreReply`]. Every socket operation and test hook is checked first against
+/// the core's sockets as the batch would leave them, then the routing commands are applied as one
+/// `Shard` batch (itself whole or nothing), and only then the socket operations; a refusal at any
+/// step leaves the core as it was. `HandOff` and `ConfirmImport` travel alone.
 #[derive(Debug)]
 pub struct CoreBatch {
     /// Per-core sequence number, consecutive from 1.
@@ -95,11 +87,13 @@ pub struct CoreBatch {
     pub ops: Vec<CoreOp>,
 }
 
-/// What a core sends back.
+/// The single reply of core `core` to its batch `reply.seq()`.
 #[derive(Debug)]
-pub enum CoreMessage {
-    /// The single reply to batch `reply.seq()` of core `core`.
-    Reply { core: usize, reply: BatchReply, exported: Option<RouterExport>, apply_ns: u64 },
+pub struct CoreReply {
+    pub core: usize,
+    pub reply: BatchReply,
+    /// How long the core took to apply the batch.
+    pub apply_ns: u64,
 }
 
 /// Per-core figures, published by the core between batches (never per packet).
@@ -118,7 +112,7 @@ pub struct CoreStats {
     pub(crate) apply_ns_max: AtomicU64,
     pub(crate) busy_ns: AtomicU64,
     pub(crate) wakeups: AtomicU64,
-    pub(crate) hops: AtomicU64,
+    pub(crate) hopped_out: AtomicU64,
     pub(crate) hopped_in: AtomicU64,
     pub(crate) retransmitted: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
@@ -137,11 +131,9 @@ pub struct CoreStatsSnapshot {
     pub batches_applied: u64,
     pub apply_ns_total: u64,
     pub apply_ns_max: u64,
-    /// Nanoseconds spent processing packets and batches (not parked).
+    /// Nanoseconds spent processing packets and batches (not waiting in `epoll_wait`).
     pub busy_ns: u64,
     pub wakeups: u64,
-    /// Packets that arrived on a core that does not own their router and were carried over.
-    pub hops: u64,
     pub events_dropped: u64,
     pub socket_errors: u64,
     pub routers: u64,
@@ -166,7 +158,7 @@ impl CoreStats {
         self.routed.store(c.routed, r);
         self.outputs.store(c.outputs, r);
         self.rtcp_terminated.store(c.rtcp_terminated, r);
-        self.hops.store(c.hopped_out, r);
+        self.hopped_out.store(c.hopped_out, r);
         self.hopped_in.store(c.hopped_in, r);
         self.retransmitted.store(c.retransmitted, r);
         for (a, v) in self.drops.iter().zip(c.drops.iter()) {
@@ -184,7 +176,7 @@ impl CoreStats {
             packets_out: self.packets_out.load(r),
             bytes_out: self.bytes_out.load(r),
             outputs: self.outputs.load(r),
-            hopped_out: self.hops.load(r),
+            hopped_out: self.hopped_out.load(r),
             hopped_in: self.hopped_in.load(r),
             retransmitted: self.retransmitted.load(r),
             drops: [0; DropReason::COUNT],
@@ -199,7 +191,6 @@ impl CoreStats {
             apply_ns_max: self.apply_ns_max.load(r),
             busy_ns: self.busy_ns.load(r),
             wakeups: self.wakeups.load(r),
-            hops: self.hops.load(r),
             events_dropped: self.events_dropped.load(r),
             socket_errors: self.socket_errors.load(r),
             routers: self.routers.load(r),
@@ -210,23 +201,6 @@ impl CoreStats {
             ring_depth: ring_depth as u64,
         }
     }
-}
-
-/// Largest datagram carried between cores.
-pub const HOP_MTU: usize = 2048;
-
-/// A shared-port datagram that arrived on a core that does not own its router, copied into a
-/// fixed-size slot of the owner's inbound ring (the ring's storage is allocated once).
-#[derive(Debug, Clone)]
-pub struct HopPacket {
-    pub source: SocketAddr,
-    /// Times this datagram was carried (a handoff in flight can add hops; bounded).
-    pub hops: u8,
-    /// `Some(origin)`: not a datagram but a handoff barrier marker from core `origin`, which
-    /// the receiving core sends back once everything queued before it has been carried on.
-    pub marker: Option<u16>,
-    pub len: u16,
-    pub data: [u8; HOP_MTU],
 }
 
 /// The control plane's handle on one core.
@@ -252,7 +226,7 @@ impl CoreHandle {
         self.cpu
     }
 
-    /// Queues a batch and rings the doorbell if the core is parked. Never blocks: a full ring
+    /// Queues a batch and rings the doorbell (a core waiting in `epoll_wait` wakes). Never blocks: a full ring
     /// gives the batch back ("core busy").
     pub fn submit(&self, batch: CoreBatch) -> Result<(), CoreBatch> {
         self.ring.push(batch)?;

@@ -1,7 +1,7 @@
-//! The doorbell that wakes a parked core when the control thread queues a batch.
+//! The doorbell that wakes a waiting core when the control thread queues a batch.
 //!
 //! The control → core ring itself is a `crossbeam::queue::ArrayQueue` (bounded, lock-free); a busy
-//! core finds batches by polling it between packet batches and needs no wake-up. A parked core
+//! core finds batches by polling it between packet batches and needs no wake-up. An idle core
 //! waits on the read end of a Unix stream pair in its `epoll_wait`; `ring` writes one byte, at most
 //! one outstanding at a time (`pending`), so a flood of batches costs one wake-up, not one each.
 

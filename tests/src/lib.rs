@@ -6,9 +6,11 @@ use std::time::{Duration, Instant};
 
 use shardcast_core::command::{BatchReply, Command, SocketId};
 use shardcast_dataplane::socket::{bind_udp, SocketOptions};
-use shardcast_dataplane::{CoreBatch, CoreMessage, CoreOp, DataPlane, DataPlaneConfig, RouterExport};
+use shardcast_dataplane::{CoreBatch, CoreOp, CoreReply, DataPlane, DataPlaneConfig};
 
 pub use shardcast_core::testutil::rtp;
+
+pub mod alloc;
 
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
@@ -40,24 +42,24 @@ impl Plane {
     }
 
     /// Submits ops to `core` and waits for its reply.
-    pub fn apply(&mut self, core: usize, ops: Vec<CoreOp>) -> (BatchReply, Option<RouterExport>) {
+    pub fn apply(&mut self, core: usize, ops: Vec<CoreOp>) -> BatchReply {
         self.seqs[core] += 1;
         let seq = self.seqs[core];
         self.plane.cores()[core].submit(CoreBatch { seq, ops }).expect("ring has room");
         let deadline = Instant::now() + DEADLINE;
         loop {
             let left = deadline.checked_duration_since(Instant::now()).expect("core replied in time");
-            let CoreMessage::Reply { core: c, reply, exported, .. } =
+            let CoreReply { core: c, reply, .. } =
                 self.plane.replies().recv_timeout(left).expect("core replied in time");
             if c == core && reply.seq() == seq {
-                return (reply, exported);
+                return reply;
             }
         }
     }
 
     /// Applies routing commands and asserts they were all applied.
     pub fn route(&mut self, core: usize, commands: Vec<Command>) {
-        let (reply, _) = self.apply(core, commands.into_iter().map(CoreOp::Route).collect());
+        let reply = self.apply(core, commands.into_iter().map(CoreOp::Route).collect());
         assert!(matches!(reply, BatchReply::Applied { .. }), "{reply:?}");
     }
 
@@ -67,7 +69,7 @@ impl Plane {
         let addr = s.local_addr().unwrap();
         let id = SocketId(self.next_socket);
         self.next_socket += 1;
-        let (reply, _) = self.apply(core, vec![CoreOp::AttachSocket { id, socket: s }]);
+        let reply = self.apply(core, vec![CoreOp::AttachSocket { id, socket: s }]);
         assert!(matches!(reply, BatchReply::Applied { .. }), "{reply:?}");
         (id, addr)
     }

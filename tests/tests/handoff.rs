@@ -23,8 +23,8 @@ fn thousand_moves_under_load_lose_nothing() {
     moves(true);
 }
 
-/// The producer on its own socket too: that socket moves with the router (its task on the
-/// importing core may be polled at once and must not read before the barrier lifts).
+/// The producer on its own socket too: that socket moves with the router (it joins the importing
+/// core's epoll set at once, and must not be read before the handoff barrier lifts).
 #[test]
 fn thousand_moves_with_a_dedicated_producer_socket() {
     moves(false);
@@ -82,13 +82,13 @@ fn moves(producer_on_shared_port: bool) {
         let i = moves;
         moves += 1;
         let (from, to) = (i % 2, 1 - i % 2);
-        let (reply, _) = plane.apply(from, vec![CoreOp::HandOff { router: R, to: to as u16 }]);
+        let reply = plane.apply(from, vec![CoreOp::HandOff { router: R, to: to as u16 }]);
         assert_eq!(
             reply,
             BatchReply::Applied { seq: reply.seq(), outcomes: vec![Outcome::Applied] },
             "move {i}"
         );
-        let (reply, _) = plane.apply(to, vec![CoreOp::ConfirmImport { router: R }]);
+        let reply = plane.apply(to, vec![CoreOp::ConfirmImport { router: R }]);
         assert_eq!(
             reply,
             BatchReply::Applied { seq: reply.seq(), outcomes: vec![Outcome::Applied] },

@@ -1,5 +1,6 @@
-//! Idle cores park: with no traffic, the data-plane executors use almost no CPU (they wait in
-//! io_uring for a datagram or the doorbell, never spin), yet wake at once for a batch.
+//! Idle cores wait without spinning: with no traffic, the data-plane cores use almost no CPU
+//! (each blocks in its own `epoll_wait` on its sockets and its doorbell), yet wake at once for a
+//! batch.
 
 use std::time::{Duration, Instant};
 
@@ -28,9 +29,9 @@ fn idle_cores_do_not_spin_and_still_answer_promptly() {
     let before = core_threads_ns();
     std::thread::sleep(Duration::from_secs(1));
     let used = core_threads_ns() - before;
-    // Two parked cores: far below 5 % of one CPU over the second (a spinning one would use ~100 %).
+    // Two waiting cores: far below 5 % of one CPU over the second (a spinning one would use ~100 %).
     assert!(used < 50_000_000, "idle cores used {} ms of CPU in 1 s", used / 1_000_000);
-    // A parked core still applies a batch right away (the doorbell wakes it).
+    // A waiting core still applies a batch right away (the doorbell wakes its `epoll_wait`).
     let started = Instant::now();
     plane.route(1, vec![Command::CreateRouter { router: RouterId(1) }]);
     assert!(started.elapsed() < Duration::from_secs(1), "batch took {:?}", started.elapsed());

@@ -1,38 +1,18 @@
-//! The real run loop allocates nothing per packet: ≥ 10,000 forwarded copies through a running
-//! core, with a counting global allocator. The only allocations allowed in the window are those of
-//! glommio's park/wake path (a readiness wait), bounded per wake-up, never per packet.
+//! The real run loop does not allocate per packet: over ≥ 10,000 copies forwarded through a
+//! running core, a counting global allocator sees at most 8 allocations per wake-up of the core
+//! (plus 8), and fewer than one per 100 copies. This bounds allocations rather than showing there
+//! are none (the counter is process-wide); the loop itself waits in its own `epoll_wait`, which
+//! allocates nothing, and the zero-allocation claim for forwarding is `tests/tests/zero_alloc.rs`'s.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shardcast_core::ids::RouterId;
 use shardcast_core::testutil::Room;
+use shardcast_tests::alloc::CountingAlloc;
 use shardcast_tests::{rtp, Peer, Plane, DEADLINE};
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const R: RouterId = RouterId(1);
 const CONSUMERS: u32 = 10;
@@ -52,7 +32,7 @@ fn forwarding_through_a_running_core_allocates_nothing_per_packet() {
     plane.route(0, room.commands());
     let packets: Vec<Vec<u8>> =
         (0..PACKETS).map(|i| rtp(1, i as u16, i as u32 * 3000, 96, &[9; 400])).collect();
-    // Warm up: first packets initialise per-consumer state and glommio's lazy structures.
+    // Warm up: first packets initialise per-consumer state.
     for p in &packets[..50] {
         sender.send(in_addr, p);
     }
@@ -60,7 +40,7 @@ fn forwarding_through_a_running_core_allocates_nothing_per_packet() {
         assert_eq!(r.recv_n(50, DEADLINE).len(), 50);
     }
     let before_stats = plane.plane.cores()[0].stats();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = CountingAlloc::total();
     // The window: this thread only sends pre-built packets (no allocation); receivers read later.
     for p in &packets[50..] {
         sender.send(in_addr, p);
@@ -71,14 +51,14 @@ fn forwarding_through_a_running_core_allocates_nothing_per_packet() {
     while plane.plane.cores()[0].stats().counters.outputs < want && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    let after = CountingAlloc::total();
     let after_stats = plane.plane.cores()[0].stats();
     let forwarded = after_stats.counters.packets_out - before_stats.counters.packets_out;
     let wakeups = after_stats.wakeups - before_stats.wakeups;
     let allocations = after - before;
     eprintln!("run loop: {forwarded} copies forwarded, {allocations} allocations, {wakeups} wake-ups");
     assert!(forwarded >= 10_000, "forwarded {forwarded}");
-    // Allocations come only from parking (glommio's readiness wait), a few per wake-up.
+    // A few per wake-up at most, and nowhere near one per copy.
     assert!(allocations <= 8 * (wakeups + 1), "{allocations} allocations for {wakeups} wake-ups");
     assert!(allocations * 100 < forwarded, "{allocations} allocations for {forwarded} copies");
     for r in &receivers {

@@ -171,10 +171,10 @@ fn a_settled_move_takes_the_kernel_steering_along() {
     };
     send(100);
     for (from, to) in [(0usize, 1u16), (1, 0), (0, 1)] {
-        let (reply, _) = plane.apply(from, vec![CoreOp::HandOff { router: R, to }]);
+        let reply = plane.apply(from, vec![CoreOp::HandOff { router: R, to }]);
         assert!(matches!(reply, BatchReply::Applied { .. }), "{reply:?}");
         send(50);
-        let (reply, _) = plane.apply(usize::from(to), vec![CoreOp::ConfirmImport { router: R }]);
+        let reply = plane.apply(usize::from(to), vec![CoreOp::ConfirmImport { router: R }]);
         assert_eq!(reply, BatchReply::Applied { seq: reply.seq(), outcomes: vec![Outcome::Applied] });
         // The marker's round trip, then the switch: wait for it with a deadline.
         let deadline = std::time::Instant::now() + DEADLINE;

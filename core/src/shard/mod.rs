@@ -53,7 +53,8 @@ pub struct Shard {
 pub enum Verdict {
     /// Forwarded, terminated or dropped (counted) here.
     Done,
-    /// It belongs to a router on core `core`: carry it there unchanged.
+    /// It belongs to a router on core `core`: carry it there unchanged, then count it with
+    /// [`Shard::count_hopped_out`] (or, if it cannot be carried, as a drop).
     Hop { core: u16 },
 }
 
@@ -79,11 +80,18 @@ impl Shard {
         // A single command validates before it mutates; longer batches keep a snapshot of every
         // router they touch so a refusal at command `i` can undo commands `0..i`.
         let mut snapshots: Vec<(RouterId, Option<Router>)> = Vec::new();
+        // Steering entries live outside the routers: kept too, as they were before the batch.
+        let mut steering: Vec<(SteerKey, Option<(RouterId, u16)>)> = Vec::new();
         if batch.commands.len() > 1 {
             for c in &batch.commands {
                 let id = c.router();
                 if !snapshots.iter().any(|(r, _)| *r == id) {
                     snapshots.push((id, self.routers.get(&id).cloned()));
+                }
+                if let Command::SetSteering { key, .. } = c {
+                    if !steering.iter().any(|(k, _)| k == key) {
+                        steering.push((*key, self.steering.get(key).copied()));
+                    }
                 }
             }
         }
@@ -92,6 +100,12 @@ impl Shard {
             match self.apply(command) {
                 Ok(o) => outcomes.push(o),
                 Err(error) => {
+                    for (key, entry) in steering {
+                        match entry {
+                            Some(e) => self.steering.insert(key, e),
+                            None => self.steering.remove(&key),
+                        };
+                    }
                     for (id, snapshot) in snapshots {
                         if let Some(current) = self.routers.remove(&id) {
                             self.index.remove_router(id, &current);
@@ -356,8 +370,13 @@ impl Shard {
             .get(&SteerKey::Remote(dgram.source))
             .or_else(|| ssrc.and_then(|s| self.steering.get(&SteerKey::Ssrc(s))));
         let (_, core) = hit?;
-        self.counters.hopped_out += 1;
         Some(Verdict::Hop { core: *core })
+    }
+
+    /// Counts a datagram this shard returned as `Verdict::Hop` once it was carried to its owner
+    /// (one that could not be carried is counted as a drop instead).
+    pub fn count_hopped_out(&mut self) {
+        self.counters.hopped_out += 1;
     }
 
     /// Counts a datagram carried here from another core (after it was counted there as hopped).

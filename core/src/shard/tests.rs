@@ -180,6 +180,25 @@ fn rejected_batch_changes_nothing() {
 }
 
 #[test]
+fn rejected_batch_restores_steering() {
+    let mut s = setup(0);
+    let (moved, added) = (SteerKey::Remote(addr(7000)), SteerKey::Remote(addr(7001)));
+    s.set_steering(moved, RouterId(9), Some(1));
+    let reply = s.apply_batch(&batch(
+        2,
+        vec![
+            Command::SetSteering { router: RouterId(9), key: moved, core: Some(2) },
+            Command::SetSteering { router: RouterId(9), key: added, core: Some(2) },
+            // Duplicate router id: refused, so both steering changes are undone.
+            Command::CreateRouter { router: R },
+        ],
+    ));
+    assert!(matches!(reply, BatchReply::Rejected { index: 2, .. }), "{reply:?}");
+    assert_eq!(s.steering_of(&moved), Some((RouterId(9), 1)));
+    assert_eq!(s.steering_of(&added), None);
+}
+
+#[test]
 fn invalid_arguments_are_distinguished_from_state_errors() {
     let mut s = setup(0);
     let bad_pt = s.apply(&Command::CreateConsumer {

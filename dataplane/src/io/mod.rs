@@ -20,7 +20,5 @@ pub use epoll::Epoll;
 pub use mmsg::{RecvBatch, SendBatch, SendResult, SendScope};
 pub use reuseport_bpf::{KernelKey, ReuseportSteering};
 pub use sockopt::set_buffer_forced;
-pub use thread::{
-    memlock_limit, pin_current_thread, pin_thread, poll_readable, raise_memlock, stop_on_signals,
-};
+pub use thread::{memlock_limit, pin_current_thread, poll_readable, raise_memlock, stop_on_signals};
 pub use uring::{UringCounts, UringRelay};

@@ -46,24 +46,6 @@ pub fn raise_memlock(bytes: u64) -> io::Result<u64> {
     Ok(bytes)
 }
 
-/// Pins thread `tid` (of any process we may control) to `cpu`.
-pub fn pin_thread(tid: i32, cpu: usize) -> io::Result<()> {
-    if cpu >= libc::CPU_SETSIZE as usize {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "cpu index out of range"));
-    }
-    // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
-    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
-    // SAFETY: `cpu` < CPU_SETSIZE was checked.
-    unsafe { libc::CPU_SET(cpu, &mut set) };
-    // SAFETY: `set` is valid for the size passed; an unknown tid yields ESRCH, not UB.
-    let rc = unsafe { libc::sched_setaffinity(tid, std::mem::size_of::<libc::cpu_set_t>(), &set) };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
-    }
-}
-
 /// Waits until some of `fds` is readable or `timeout` passes; returns the readable indexes'
 /// count and marks them in `ready` (same length as `fds`).
 pub fn poll_readable(

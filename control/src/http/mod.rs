@@ -1,65 +1,37 @@
 //! The HTTP/JSON API (`control/API.md`), served by axum on a current-thread tokio runtime of its
 //! own. Handlers never block the runtime: each call runs on `spawn_blocking` and waits on the
 //! control thread with a deadline.
+//!
+//! The JSON boundary: the typed `Response` (with its `RouterDump` and `StatsDocument`), the
+//! `ControlEvent`s of `/events` and the error bodies are serialized here and nowhere else.
+//!
+//! This file holds the routes, the request bodies and the handlers; `error.rs` the error bodies,
+//! `sse.rs` the event stream, `server.rs` the server thread.
 
-use std::convert::Infallible;
+mod error;
+mod server;
+mod sse;
+
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{DefaultBodyLimit, Path, Request as HttpRequest, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::{self, Next};
-use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::stream::Stream;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use serde_json::json;
-use shardcast_core::ids::{ConsumerId, ProducerId, RouterId, TransportId};
-use tokio::sync::broadcast::error::RecvError;
+use shardcast_core::command::IpPrefix;
+use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 
+use self::error::missing;
+pub use self::error::HttpError;
+pub use self::server::HttpServer;
 use crate::api::Shardcast;
-use crate::error::{ApiError, ErrorKind};
-use crate::request::{Kind, Request, Response};
-
-/// An HTTP error: status + `{"error", "kind"}`.
-#[derive(Debug)]
-pub struct HttpError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-}
-
-impl HttpError {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into() }
-    }
-}
-
-impl From<ApiError> for HttpError {
-    fn from(e: ApiError) -> Self {
-        let (status, kind) = match e.kind {
-            ErrorKind::InvalidArgument => (StatusCode::BAD_REQUEST, "invalid_argument"),
-            ErrorKind::NotFound => (StatusCode::NOT_FOUND, "not_found"),
-            ErrorKind::InvalidState => (StatusCode::CONFLICT, "invalid_state"),
-            ErrorKind::CoreUnavailable => (StatusCode::SERVICE_UNAVAILABLE, "core_unavailable"),
-            // API-SPEC.md has four kinds: a full ring or queue is a core that cannot take the
-            // call now (the message says "busy").
-            ErrorKind::Busy => (StatusCode::SERVICE_UNAVAILABLE, "core_unavailable"),
-        };
-        HttpError::new(status, kind, e.message)
-    }
-}
-
-impl IntoResponse for HttpError {
-    fn into_response(self) -> HttpResponse {
-        (self.status, Json(json!({"error": self.message, "kind": self.kind}))).into_response()
-    }
-}
+use crate::request::{Request, Response};
 
 type HttpResult = Result<Json<Response>, HttpError>;
 
@@ -115,6 +87,9 @@ struct TransportBody {
     shared_port: bool,
     #[serde(default)]
     comedia: bool,
+    /// `"203.0.113.0/24"`, `"2001:db8::/32"` or one address.
+    #[serde(default)]
+    comedia_source: Option<String>,
 }
 
 fn localhost() -> std::net::IpAddr {
@@ -123,7 +98,13 @@ fn localhost() -> std::net::IpAddr {
 
 impl Default for TransportBody {
     fn default() -> Self {
-        TransportBody { listen_ip: localhost(), port: None, shared_port: false, comedia: false }
+        TransportBody {
+            listen_ip: localhost(),
+            port: None,
+            shared_port: false,
+            comedia: false,
+            comedia_source: None,
+        }
     }
 }
 
@@ -137,9 +118,9 @@ struct ConnectBody {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ProduceBody {
-    kind: Option<Kind>,
-    ssrc: Option<u32>,
-    payload_type: Option<u8>,
+    kind: Option<MediaKind>,
+    ssrc: Option<Ssrc>,
+    payload_type: Option<PayloadType>,
     #[serde(default)]
     clock_rate: Option<u32>,
     #[serde(default)]
@@ -164,10 +145,6 @@ struct StallBody {
 
 fn yes() -> bool {
     true
-}
-
-fn missing(field: &str) -> HttpError {
-    HttpError::new(StatusCode::BAD_REQUEST, "invalid_argument", format!("missing field `{field}`"))
 }
 
 async fn create_router(State(sc): State<Shardcast>, b: Result<Bytes, BytesRejection>) -> HttpResult {
@@ -203,12 +180,27 @@ async fn create_transport(
 ) -> HttpResult {
     let router = RouterId(id(p)?);
     let b: TransportBody = body(b)?;
+    let comedia_source = match b.comedia_source.as_deref().map(str::parse::<IpPrefix>) {
+        None => None,
+        Some(Ok(prefix)) => Some(prefix),
+        Some(Err(e)) => {
+            return Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                format!(
+                    "comedia_source: {} (expected an address or address/length, e.g. \"203.0.113.0/24\")",
+                    e.message
+                ),
+            ))
+        }
+    };
     let request = Request::CreatePlainTransport {
         router,
         listen_ip: b.listen_ip,
         port: b.port,
         shared_port: b.shared_port,
         comedia: b.comedia,
+        comedia_source,
     };
     call(sc, request).await
 }
@@ -292,24 +284,6 @@ async fn metrics(State(sc): State<Shardcast>) -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], text)
 }
 
-async fn events(State(sc): State<Shardcast>) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let rx = sc.events().subscribe();
-    let bus = sc.events().clone();
-    let stream = futures_util::stream::unfold((rx, bus), |(mut rx, bus)| async move {
-        let event = match rx.recv().await {
-            Ok(text) => SseEvent::default().data(&*text),
-            Err(RecvError::Lagged(n)) => {
-                // A slow subscriber loses events, counted, and is told how many.
-                bus.count_lagged(n);
-                SseEvent::default().event("lagged").data(json!({"lost": n}).to_string())
-            }
-            Err(RecvError::Closed) => return None,
-        };
-        Some((Ok(event), (rx, bus)))
-    });
-    Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
-}
-
 async fn auth(
     State(sc): State<Shardcast>,
     headers: HeaderMap,
@@ -354,7 +328,7 @@ pub fn router(sc: Shardcast) -> Router {
         .route("/cores/:id/stall", post(stall))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
-        .route("/events", get(events))
+        .route("/events", get(sse::events))
         .fallback(|| async {
             HttpError::new(StatusCode::NOT_FOUND, "not_found", "no such route (see control/API.md)")
         })
@@ -363,53 +337,5 @@ pub fn router(sc: Shardcast) -> Router {
         .with_state(sc)
 }
 
-/// A running HTTP server on its own thread.
-#[derive(Debug)]
-pub struct HttpServer {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl HttpServer {
-    /// Binds `addr` (port 0: any) and serves the API until `stop`.
-    pub fn start(sc: Shardcast, addr: SocketAddr) -> std::io::Result<HttpServer> {
-        let std_listener = std::net::TcpListener::bind(addr)?;
-        std_listener.set_nonblocking(true)?;
-        let addr = std_listener.local_addr()?;
-        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
-        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-        let thread = std::thread::Builder::new().name("shardcast-http".into()).spawn(move || {
-            runtime.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(std_listener) else { return };
-                let app = router(sc);
-                let _ = axum::serve(listener, app)
-                    .with_graceful_shutdown(async {
-                        let _ = stopped.await;
-                    })
-                    .await;
-            });
-        })?;
-        Ok(HttpServer { addr, stop: Some(stop), thread: Some(thread) })
-    }
-
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// Stops accepting connections; waits at most `deadline` for in-flight requests.
-    pub fn stop(mut self, deadline: Duration) {
-        if let Some(s) = self.stop.take() {
-            let _ = s.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let until = std::time::Instant::now() + deadline;
-            while !t.is_finished() && std::time::Instant::now() < until {
-                std::thread::sleep(Duration::from_millis(5));
-            }
-            if t.is_finished() {
-                let _ = t.join();
-            }
-        }
-    }
-}
+#[cfg(test)]
+mod tests;
