@@ -216,6 +216,7 @@ impl Shardcast {
             port: None,
             shared_port,
             comedia,
+            comedia_source: None,
         })? {
             Response::Transport { id, local } => Ok(TransportInfo { id, local }),
             other => Err(unexpected(other)),

@@ -149,6 +149,25 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         ),
         (format!("{}/routers/{r}/move", d.api), r#"{"core": 9}"#, 400, "invalid_argument"),
         (format!("{}/producers/5/pause", d.api), "", 404, "not_found"),
+        // comedia_source: a prefix with host bits set, not a prefix, or without comedia.
+        (
+            format!("{}/routers/{r}/transports", d.api),
+            r#"{"shared_port": true, "comedia": true, "comedia_source": "203.0.113.7/24"}"#,
+            400,
+            "invalid_argument",
+        ),
+        (
+            format!("{}/routers/{r}/transports", d.api),
+            r#"{"comedia": true, "comedia_source": "somewhere"}"#,
+            400,
+            "invalid_argument",
+        ),
+        (
+            format!("{}/routers/{r}/transports", d.api),
+            r#"{"comedia_source": "203.0.113.0/24"}"#,
+            400,
+            "invalid_argument",
+        ),
     ];
     for (url, body, status, kind) in cases {
         let resp = auth(c.post(&url))
@@ -160,6 +179,9 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         let v: Value = resp.json().unwrap();
         assert_eq!(v["kind"], json!(kind), "{url} {body}: {v}");
         assert!(!v["error"].as_str().unwrap().is_empty());
+        if body.contains("comedia_source") {
+            assert!(v["error"].as_str().unwrap().contains("comedia_source"), "names the field: {v}");
+        }
     }
     // A producer with an out-of-range payload type, and a duplicate SSRC (wrong state).
     let t: Value = auth(c.post(format!("{}/routers/{r}/transports", d.api)))

@@ -3,6 +3,7 @@
 use crate::command::ProducerOptions;
 use crate::ids::{ConsumerId, TransportId};
 use crate::rtp_store::{SeqTimes, StoreCell};
+use crate::rtp_stream::RtpStreamRecv;
 
 /// Producer-side statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -34,6 +35,8 @@ pub struct Producer {
     pub(crate) nack_asked: Option<SeqTimes>,
     /// When a sender report of this producer was last fanned out (caller's clock, µs).
     pub(crate) last_sender_report_us: Option<u64>,
+    /// The incoming sequence, checked before anything else uses a packet's number.
+    pub(crate) stream: RtpStreamRecv,
 }
 
 impl Producer {
@@ -50,6 +53,7 @@ impl Producer {
             store: StoreCell::default(),
             nack_asked: None,
             last_sender_report_us: None,
+            stream: RtpStreamRecv::new(),
         }
     }
 

@@ -140,8 +140,9 @@ impl Shard {
         let Ok(compound) = RtcpCompound::new_checked(dgram.data) else {
             return self.drop(DropReason::Malformed);
         };
-        // No SSRC: RTCP never finds (or latches) a comedia transport.
-        let Some((rid, tid)) = self.index.lookup(dgram.socket, dgram.source, None) else {
+        // By address (and its SSRCs when the address is shared): RTCP never finds (or latches) a
+        // comedia transport.
+        let Some((rid, tid)) = self.index.lookup_rtcp(dgram.socket, dgram.source, &compound) else {
             if let Some(v) = self.steer(dgram, None) {
                 return Some(v);
             }
