@@ -56,6 +56,12 @@ impl RtpStore {
         slot.data[..packet.len()].copy_from_slice(packet);
     }
 
+    /// Forgets every packet (the sender restarted its numbering: an old packet must never answer
+    /// a NACK for a new number that happens to match it).
+    pub fn clear(&mut self) {
+        self.slots.iter_mut().for_each(|slot| slot.len = 0);
+    }
+
     /// The packet stored under `seq`, if it is still there.
     pub fn get(&self, seq: SeqNo) -> Option<&[u8]> {
         let slot = &self.slots[usize::from(seq.0) % STORE_SLOTS];

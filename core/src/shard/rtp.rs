@@ -140,7 +140,12 @@ impl Shard {
         match producer.stream.update_seq(packet.sequence_number()) {
             SeqCheck::Accepted => {}
             SeqCheck::Resynced => {
-                // The sender restarted its numbering: every consumer continues its own.
+                // The sender restarted its numbering: every consumer continues its own, and
+                // what was stored or asked upstream under the old numbers is forgotten.
+                if let Some(store) = producer.store.0.as_mut() {
+                    store.clear();
+                }
+                producer.nack_asked = None;
                 for cid in &producer.consumers {
                     if let Some(c) = consumers.get_mut(cid) {
                         c.rewriter.switch_source();

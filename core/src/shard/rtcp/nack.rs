@@ -279,6 +279,22 @@ mod tests {
     }
 
     #[test]
+    fn a_sender_restart_forgets_the_stored_packets_of_the_old_numbering() {
+        let mut s = setup_with(1, RtcpLimits { retransmission_share_permille: 1000, ..Default::default() });
+        (10_000..10_040).for_each(|seq| media(&mut s, seq));
+        // The sender restarts far behind (more than MAX_MISORDER): two packets re-sync it.
+        (5_000..5_003).for_each(|seq| media(&mut s, seq));
+        let probe = send(&mut s, 1, addr(5000), &rtp(1111, 5_003, 5_003 * 3000, 96, &[3; 1000]));
+        let out_seq = u16::from_be_bytes([probe[0].header[2], probe[0].header[3]]);
+        // The consumer's number that now maps back to the old 10_005, still in the store's slot.
+        let asked = out_seq.wrapping_add(10_005u16.wrapping_sub(5_003));
+        let out = nack_out(&mut s, 0, &[(asked, 0)], 1_000_000);
+        assert!(resent(&out).is_empty(), "an old-numbering packet answered a new number: {out:?}");
+        assert_eq!(s.counters().retransmitted, 0);
+        balanced(&s);
+    }
+
+    #[test]
     fn a_packet_is_resent_to_a_consumer_at_most_once_per_interval() {
         let mut s = setup(2);
         (0..40).for_each(|seq| media(&mut s, seq));
