@@ -52,6 +52,13 @@ impl<'a> Iterator for ExtensionIter<'a> {
             }
             let (id, len, header) = if one_byte {
                 let id = first >> 4;
+                if id == 0 {
+                    // RFC 8285 §4.2: id 0 is reserved for padding; an octet with id 0 and a
+                    // non-zero length is skipped as one padding octet, ignoring the length (as
+                    // libwebrtc does), never returned as an element.
+                    self.pos += 1;
+                    continue;
+                }
                 if id == 15 {
                     // RFC 8285 §4.2: id 15 ends the processing of the block.
                     self.pos = self.data.len();
@@ -97,5 +104,15 @@ mod tests {
         let v: Vec<_> = ExtensionIter::new(ONE_BYTE_PROFILE, &data).collect();
         assert_eq!(v, vec![(1, &[0xAA][..])]);
         assert_eq!(ExtensionIter::new(0x1234, &data).count(), 0);
+    }
+
+    /// Found by the structured generator (`rtp/proptests.rs`): an octet with id 0 and a non-zero
+    /// length was returned as element 0, which RFC 8285 reserves for padding.
+    #[test]
+    fn one_byte_id_0_is_a_padding_octet_whatever_its_length() {
+        let data = [0x07, 0x10, 0xAA, 0x00];
+        let v: Vec<_> = ExtensionIter::new(ONE_BYTE_PROFILE, &data).collect();
+        assert_eq!(v, vec![(1, &[0xAA][..])]);
+        assert!(validate_extensions(ONE_BYTE_PROFILE, &data).is_ok());
     }
 }
