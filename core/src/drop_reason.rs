@@ -4,8 +4,8 @@
 //! equations hold on every core, field for field as [`Counters`] computes them:
 //!
 //! - [`Counters::ingress_balanced`]: `packets_in = routed + rtcp_terminated + hopped_out +
-//!   Σ ingress drops` (every reason before [`DropReason::ConsumerPaused`]): each datagram received
-//!   was routed, terminated (RTCP), carried to its owner core, or dropped whole.
+//!   Σ ingress drops` (the reasons [`DropReason::is_egress`] says are not egress): each datagram
+//!   received was routed, terminated (RTCP), carried to its owner core, or dropped whole.
 //! - [`Counters::egress_balanced`]: `outputs = packets_out + send_error + send_would_block +
 //!   retransmission_evicted` ([`Counters::egress_drops_after_output`]): each output produced was
 //!   handed to the kernel or lost after it was produced. The other egress reasons (paused or
@@ -59,11 +59,15 @@ pub enum DropReason {
     RetransmissionMissing,
     /// A retransmission answered from the store whose packet was overwritten before it was sent.
     RetransmissionEvicted,
+    // Ingress again (new reasons are added at the end; `is_egress` says which side each is on).
+    /// A datagram larger than the receive slot (the kernel cut it: `MSG_TRUNC`): never forwarded
+    /// cut.
+    Truncated,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 21] = [
         DropReason::NotRtp,
         DropReason::Malformed,
         DropReason::UnknownTransport,
@@ -84,6 +88,7 @@ impl DropReason {
         DropReason::KeyframeRequestThrottled,
         DropReason::RetransmissionMissing,
         DropReason::RetransmissionEvicted,
+        DropReason::Truncated,
     ];
 
     /// Number of reasons.
@@ -112,12 +117,36 @@ impl DropReason {
             DropReason::KeyframeRequestThrottled => "keyframe_request_throttled",
             DropReason::RetransmissionMissing => "retransmission_missing",
             DropReason::RetransmissionEvicted => "retransmission_evicted",
+            DropReason::Truncated => "truncated",
         }
     }
 
     /// True for reasons that drop one fan-out copy rather than the whole ingress packet.
     pub fn is_egress(self) -> bool {
-        (self as u8) >= DropReason::ConsumerPaused as u8
+        // Exhaustive on purpose: a new reason has to say which side it is on.
+        match self {
+            DropReason::NotRtp
+            | DropReason::Malformed
+            | DropReason::UnknownTransport
+            | DropReason::SourceMismatch
+            | DropReason::NotConnected
+            | DropReason::UnknownSsrc
+            | DropReason::UnknownPayloadType
+            | DropReason::ProducerPaused
+            | DropReason::NoConsumers
+            | DropReason::RtcpIgnored
+            | DropReason::RingFull
+            | DropReason::Truncated => false,
+            DropReason::ConsumerPaused
+            | DropReason::ConsumerNotConnected
+            | DropReason::StaleSequence
+            | DropReason::OutputFull
+            | DropReason::SendError
+            | DropReason::SendWouldBlock
+            | DropReason::KeyframeRequestThrottled
+            | DropReason::RetransmissionMissing
+            | DropReason::RetransmissionEvicted => true,
+        }
     }
 }
 
@@ -233,5 +262,18 @@ mod tests {
         d.add(&c);
         d.add(&c);
         assert_eq!(d.drops_of(DropReason::UnknownSsrc), 4);
+    }
+
+    /// A reason added at the end of the enum can be an ingress one: `Truncated` counts in the
+    /// ingress sum and keeps `ingress_balanced`.
+    #[test]
+    fn truncated_is_an_ingress_drop() {
+        assert!(!DropReason::Truncated.is_egress());
+        assert_eq!(DropReason::Truncated.as_str(), "truncated");
+        let mut c = Counters { packets_in: 1, ..Counters::default() };
+        assert!(!c.ingress_balanced());
+        c.drop(DropReason::Truncated);
+        assert_eq!((c.ingress_drops(), c.egress_drops()), (1, 0));
+        assert!(c.ingress_balanced());
     }
 }
