@@ -11,7 +11,8 @@
 //! - `handoff.rs`: the live handoff, top to bottom (export, import ring, barrier markers, the
 //!   kernel-steering switch);
 //! - `hop.rs`: datagrams carried between cores through their bounded hop rings;
-//! - `egress.rs`: the output buffer and the sends, one `sendmmsg` run per egress socket.
+//! - `egress.rs`: the output buffer and the sends, one `sendmmsg` run per egress socket;
+//! - `panic_policy.rs`: a panic on a core aborts the process, logged with the core's name.
 //!
 //! Nothing here is shared with other cores but the rings and the published statistics (stored
 //! between batches, never per packet).
@@ -20,6 +21,7 @@ mod apply;
 mod egress;
 mod handoff;
 mod hop;
+mod panic_policy;
 mod run_loop;
 mod state;
 
@@ -57,6 +59,7 @@ pub struct DataPlane {
 impl DataPlane {
     /// Binds the shared port on every core and starts the cores; returns once each is running.
     pub fn start(config: DataPlaneConfig) -> std::io::Result<DataPlane> {
+        panic_policy::install();
         let n = config.cpus.len().max(1);
         let mut opts = config.socket_options.clone();
         opts.reuse_port = true;
@@ -132,6 +135,7 @@ impl DataPlane {
                 .name(&format!("shardcast-core-{index}"))
                 .io_memory(1 << 20)
                 .spawn(move || async move {
+                    panic_policy::enter_core(index);
                     let mut core = match CoreState::new(wiring, doorbell_rx.as_raw_fd()) {
                         Ok(core) => core,
                         Err(e) => {
