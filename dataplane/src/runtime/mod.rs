@@ -21,6 +21,9 @@ mod apply;
 mod egress;
 mod handoff;
 mod hop;
+#[cfg(test)]
+#[cfg(loom)]
+mod loom_models;
 mod panic_policy;
 mod run_loop;
 mod state;
