@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crossbeam::channel::{bounded, Sender, TrySendError};
-use shardcast_core::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 use shardcast_dataplane::{DataPlane, DataPlaneConfig};
 use tracing::warn;
 
@@ -21,7 +21,8 @@ use crate::config::Config;
 use crate::controller::{ControlMetrics, Controller, Envelope, Msg};
 use crate::error::ApiError;
 use crate::events::EventBus;
-use crate::request::{Kind, Request, Response};
+use crate::model::RouterDump;
+use crate::request::{Request, Response};
 
 /// Why shardcast could not start.
 #[derive(Debug)]
@@ -63,8 +64,8 @@ pub struct TransportInfo {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ConsumerInfo {
     pub id: ConsumerId,
-    pub ssrc: u32,
-    pub payload_type: u8,
+    pub ssrc: Ssrc,
+    pub payload_type: PayloadType,
 }
 
 impl Shardcast {
@@ -82,6 +83,8 @@ impl Shardcast {
             ring_capacity: config.ring_capacity,
             allow_test_hooks: config.allow_test_hooks,
             kernel_steering: config.media.kernel_steering,
+            sched_policy: config.data_plane_policy(),
+            rtcp_limits: config.rtcp.limits(),
             ..DataPlaneConfig::default()
         };
         let plane = DataPlane::start(plane_config).map_err(|e| StartError(format!("data plane: {e}")))?;
@@ -92,7 +95,9 @@ impl Shardcast {
         let events = EventBus::new(config.api.event_buffer);
         let (tx, rx) = bounded(config.api.queue);
         let controller = Controller::new(plane, config.clone(), metrics.clone(), events.clone());
-        let control_cpu = config.cores.control.filter(|_| config.cores.pin);
+        let control_cpu = config.control_cpu();
+        let policy = config.cores.control_policy.into();
+        let (started, start_rx) = bounded(1);
         std::thread::Builder::new()
             .name("shardcast-control".into())
             .spawn(move || {
@@ -101,9 +106,16 @@ impl Shardcast {
                         warn!("cannot pin the control thread to cpu {cpu}: {e}");
                     }
                 }
-                controller.run(rx);
+                let policy = shardcast_dataplane::io::set_current_thread_policy(policy);
+                let ok = policy.is_ok();
+                let _ =
+                    started.send(policy.map_err(|e| format!("control thread: cores.control_policy: {e}")));
+                if ok {
+                    controller.run(rx);
+                }
             })
             .map_err(|e| StartError(format!("control thread: {e}")))?;
+        start_rx.recv().map_err(|_| StartError("control thread exited".into()))?.map_err(StartError)?;
         Ok(Shardcast {
             tx,
             inner: Arc::new(Inner { config, metrics, events, cores, shared_addr, kernel_steering }),
@@ -141,6 +153,14 @@ impl Shardcast {
         }
     }
 
+    /// Applies a reloaded config's rebalancer settings (the control thread takes them between
+    /// two calls).
+    pub fn set_rebalancer(&self, rebalancer: crate::config::RebalancerConfig) -> Result<(), ApiError> {
+        self.tx.send_timeout(Msg::SetRebalancer(rebalancer), self.inner.config.request_deadline()).map_err(
+            |_| ApiError::busy("the control thread did not take the new rebalancer settings in time"),
+        )
+    }
+
     /// The shared port's kernel steering figures; `None` when it is off.
     pub fn kernel_steering(&self) -> Option<shardcast_dataplane::steering::KernelSteeringStats> {
         self.inner.kernel_steering.as_ref().map(|k| k.stats())
@@ -165,7 +185,7 @@ impl Shardcast {
 
     pub fn create_router(&self, core: Option<usize>) -> Result<(RouterId, usize), ApiError> {
         match self.call(Request::CreateRouter { core })? {
-            Response::Router { id, core } => Ok((RouterId(id), core)),
+            Response::Router { id, core } => Ok((id, core)),
             other => Err(unexpected(other)),
         }
     }
@@ -174,10 +194,11 @@ impl Shardcast {
         self.call(Request::CloseRouter { router }).map(|_| ())
     }
 
-    /// Moves a router to `core` while media flows; returns the handoff duration (µs).
+    /// Moves a router to `core` while media flows; returns the move call's wall time on the
+    /// control thread in µs (`move_us`: planning, both phases, every core's confirmation).
     pub fn move_router(&self, router: RouterId, core: usize) -> Result<u64, ApiError> {
         match self.call(Request::MoveRouter { router, core })? {
-            Response::Moved { freeze_us, .. } => Ok(freeze_us),
+            Response::Moved { move_us, .. } => Ok(move_us),
             other => Err(unexpected(other)),
         }
     }
@@ -196,7 +217,7 @@ impl Shardcast {
             shared_port,
             comedia,
         })? {
-            Response::Transport { id, local } => Ok(TransportInfo { id: TransportId(id), local }),
+            Response::Transport { id, local } => Ok(TransportInfo { id, local }),
             other => Err(unexpected(other)),
         }
     }
@@ -208,23 +229,21 @@ impl Shardcast {
     pub fn produce(
         &self,
         transport: TransportId,
-        kind: Kind,
-        ssrc: u32,
-        payload_type: u8,
+        kind: MediaKind,
+        ssrc: Ssrc,
+        payload_type: PayloadType,
     ) -> Result<ProducerId, ApiError> {
         let request =
             Request::Produce { transport, kind, ssrc, payload_type, clock_rate: None, paused: false };
         match self.call(request)? {
-            Response::Producer { id } => Ok(ProducerId(id)),
+            Response::Producer { id } => Ok(id),
             other => Err(unexpected(other)),
         }
     }
 
     pub fn consume(&self, transport: TransportId, producer: ProducerId) -> Result<ConsumerInfo, ApiError> {
         match self.call(Request::Consume { transport, producer, paused: false })? {
-            Response::Consumer { id, ssrc, payload_type } => {
-                Ok(ConsumerInfo { id: ConsumerId(id), ssrc, payload_type })
-            }
+            Response::Consumer { id, ssrc, payload_type } => Ok(ConsumerInfo { id, ssrc, payload_type }),
             other => Err(unexpected(other)),
         }
     }
@@ -247,9 +266,10 @@ impl Shardcast {
     pub fn close_producer(&self, producer: ProducerId) -> Result<(), ApiError> {
         self.call(Request::CloseProducer { producer }).map(|_| ())
     }
-    pub fn dump_router(&self, router: RouterId) -> Result<serde_json::Value, ApiError> {
+    /// The router's transports, producers and consumers as the model holds them.
+    pub fn dump_router(&self, router: RouterId) -> Result<RouterDump, ApiError> {
         match self.call(Request::DumpRouter { router })? {
-            Response::Value(v) => Ok(v),
+            Response::Dump(d) => Ok(d),
             other => Err(unexpected(other)),
         }
     }

@@ -6,7 +6,7 @@ use serde::Serialize;
 /// multi-core process adds).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ErrorKind {
+pub enum ApiErrorKind {
     /// The caller's mistake: a malformed, out-of-range or contradictory argument (HTTP 400).
     InvalidArgument,
     /// No object with that id (HTTP 404).
@@ -22,25 +22,25 @@ pub enum ErrorKind {
 /// An API error.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ApiError {
-    pub kind: ErrorKind,
+    pub kind: ApiErrorKind,
     pub message: String,
 }
 
 impl ApiError {
     pub fn argument(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::InvalidArgument, message: message.into() }
+        Self { kind: ApiErrorKind::InvalidArgument, message: message.into() }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::NotFound, message: message.into() }
+        Self { kind: ApiErrorKind::NotFound, message: message.into() }
     }
     pub fn state(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::InvalidState, message: message.into() }
+        Self { kind: ApiErrorKind::InvalidState, message: message.into() }
     }
     pub fn core(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::CoreUnavailable, message: message.into() }
+        Self { kind: ApiErrorKind::CoreUnavailable, message: message.into() }
     }
     pub fn busy(message: impl Into<String>) -> Self {
-        Self { kind: ErrorKind::Busy, message: message.into() }
+        Self { kind: ApiErrorKind::Busy, message: message.into() }
     }
 }
 

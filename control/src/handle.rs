@@ -6,11 +6,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use shardcast_core::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 
 use crate::api::Shardcast;
 use crate::error::ApiError;
-use crate::request::{Kind, Request, Response};
+use crate::model::RouterDump;
+use crate::request::{Request, Response};
 
 /// How to create a plain transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,16 +35,16 @@ impl Default for PlainTransportOptions {
 /// How to create a producer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProducerOptions {
-    pub kind: Kind,
-    pub ssrc: u32,
-    pub payload_type: u8,
+    pub kind: MediaKind,
+    pub ssrc: Ssrc,
+    pub payload_type: PayloadType,
     /// `None`: 48 kHz for audio, 90 kHz for video.
     pub clock_rate: Option<u32>,
     pub paused: bool,
 }
 
 impl ProducerOptions {
-    pub fn new(kind: Kind, ssrc: u32, payload_type: u8) -> Self {
+    pub fn new(kind: MediaKind, ssrc: Ssrc, payload_type: PayloadType) -> Self {
         Self { kind, ssrc, payload_type, clock_rate: None, paused: false }
     }
 }
@@ -64,7 +65,7 @@ impl Router {
     /// Creates a router on `core`, or where the placement policy puts it.
     pub fn create(sc: &Shardcast, core: Option<usize>) -> Result<Router, ApiError> {
         match sc.call(Request::CreateRouter { core })? {
-            Response::Router { id, core } => Ok(Router { sc: sc.clone(), id: RouterId(id), core }),
+            Response::Router { id, core } => Ok(Router { sc: sc.clone(), id, core }),
             other => Err(unexpected(other)),
         }
     }
@@ -88,27 +89,28 @@ impl Router {
         };
         match self.sc.call(request)? {
             Response::Transport { id, local } => {
-                Ok(Transport { sc: self.sc.clone(), id: TransportId(id), router: self.id, local })
+                Ok(Transport { sc: self.sc.clone(), id, router: self.id, local })
             }
             other => Err(unexpected(other)),
         }
     }
 
-    /// Hands the router to `core` while media flows; returns the handoff time in µs.
+    /// Hands the router to `core` while media flows; returns the move call's wall time on the
+    /// control thread in µs (`move_us`).
     pub fn move_to(&mut self, core: usize) -> Result<u64, ApiError> {
         match self.sc.call(Request::MoveRouter { router: self.id, core })? {
-            Response::Moved { core, freeze_us, .. } => {
+            Response::Moved { core, move_us, .. } => {
                 self.core = core;
-                Ok(freeze_us)
+                Ok(move_us)
             }
             other => Err(unexpected(other)),
         }
     }
 
-    /// Its transports, producers and consumers as JSON.
-    pub fn dump(&self) -> Result<serde_json::Value, ApiError> {
+    /// Its transports, producers and consumers as the model holds them.
+    pub fn dump(&self) -> Result<RouterDump, ApiError> {
         match self.sc.call(Request::DumpRouter { router: self.id })? {
-            Response::Value(v) => Ok(v),
+            Response::Dump(d) => Ok(d),
             other => Err(unexpected(other)),
         }
     }
@@ -158,7 +160,7 @@ impl Transport {
             paused: options.paused,
         };
         match self.sc.call(request)? {
-            Response::Producer { id } => Ok(Producer { sc: self.sc.clone(), id: ProducerId(id) }),
+            Response::Producer { id } => Ok(Producer { sc: self.sc.clone(), id }),
             other => Err(unexpected(other)),
         }
     }
@@ -167,7 +169,7 @@ impl Transport {
     pub fn consume(&self, producer: ProducerId, paused: bool) -> Result<Consumer, ApiError> {
         match self.sc.call(Request::Consume { transport: self.id, producer, paused })? {
             Response::Consumer { id, ssrc, payload_type } => {
-                Ok(Consumer { sc: self.sc.clone(), id: ConsumerId(id), producer, ssrc, payload_type })
+                Ok(Consumer { sc: self.sc.clone(), id, producer, ssrc, payload_type })
             }
             other => Err(unexpected(other)),
         }
@@ -212,8 +214,8 @@ pub struct Consumer {
     sc: Shardcast,
     id: ConsumerId,
     producer: ProducerId,
-    ssrc: u32,
-    payload_type: u8,
+    ssrc: Ssrc,
+    payload_type: PayloadType,
 }
 
 impl Consumer {
@@ -226,11 +228,11 @@ impl Consumer {
     }
 
     /// The SSRC its packets carry.
-    pub fn ssrc(&self) -> u32 {
+    pub fn ssrc(&self) -> Ssrc {
         self.ssrc
     }
 
-    pub fn payload_type(&self) -> u8 {
+    pub fn payload_type(&self) -> PayloadType {
         self.payload_type
     }
 

@@ -9,12 +9,19 @@ pub mod error;
 pub mod events;
 pub mod handle;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod pinning;
 pub mod request;
+pub mod sdnotify;
+pub mod stats;
+pub mod tune;
 
 pub use api::{ConsumerInfo, Shardcast, StartError, TransportInfo};
 pub use config::Config;
-pub use error::{ApiError, ErrorKind};
+pub use error::{ApiError, ApiErrorKind};
 pub use handle::{Consumer, PlainTransportOptions, Producer, ProducerOptions, Router, Transport};
-pub use request::{Kind, Request, Response};
+pub use request::{Request, Response};
+/// The protocol vocabulary of requests and responses, from the core crate.
+pub use shardcast_core::ids::{MediaKind, PayloadType, Ssrc};

@@ -2,16 +2,11 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use serde::{Deserialize, Serialize};
-use shardcast_core::ids::{ConsumerId, ProducerId, RouterId, TransportId};
+use serde::Serialize;
+use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 
-/// Audio or video, as the API spells it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Kind {
-    Audio,
-    Video,
-}
+use crate::model::RouterDump;
+use crate::stats::StatsDocument;
 
 /// One API call.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,9 +40,9 @@ pub enum Request {
     },
     Produce {
         transport: TransportId,
-        kind: Kind,
-        ssrc: u32,
-        payload_type: u8,
+        kind: MediaKind,
+        ssrc: Ssrc,
+        payload_type: PayloadType,
         clock_rate: Option<u32>,
         paused: bool,
     },
@@ -86,15 +81,38 @@ pub enum Request {
     },
 }
 
-/// The answer to a [`Request`].
+/// The answer to a [`Request`]: typed; `http/` turns it into the JSON of `control/API.md`
+/// (ids, SSRCs and payload types are plain numbers there).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(untagged)]
 pub enum Response {
-    Router { id: u32, core: usize },
-    Transport { id: u32, local: SocketAddr },
-    Producer { id: u32 },
-    Consumer { id: u32, ssrc: u32, payload_type: u8 },
-    Moved { id: u32, core: usize, freeze_us: u64 },
-    Value(serde_json::Value),
+    Router {
+        id: RouterId,
+        core: usize,
+    },
+    Transport {
+        id: TransportId,
+        local: SocketAddr,
+    },
+    Producer {
+        id: ProducerId,
+    },
+    Consumer {
+        id: ConsumerId,
+        ssrc: Ssrc,
+        payload_type: PayloadType,
+    },
+    /// A live handoff: `move_us` is the wall time of the whole move call on the control thread,
+    /// from planning through both phases until every affected core confirmed (0 for a router
+    /// already on `core`). It is not the core-side freeze (`/stats` `freeze_ns_max`).
+    Moved {
+        id: RouterId,
+        core: usize,
+        move_us: u64,
+    },
+    /// `DumpRouter`.
+    Dump(RouterDump),
+    /// `Stats`.
+    Stats(StatsDocument),
     Done {},
 }

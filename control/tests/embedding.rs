@@ -4,7 +4,10 @@
 use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
-use shardcast::{Config, ErrorKind, Kind, PlainTransportOptions, ProducerOptions, Router, Shardcast};
+use shardcast::{
+    ApiErrorKind, Config, MediaKind, PayloadType, PlainTransportOptions, ProducerOptions, Router, Shardcast,
+    Ssrc,
+};
 use shardcast_core::testutil::rtp;
 
 fn peer() -> UdpSocket {
@@ -36,11 +39,12 @@ fn handles_drive_a_room_over_real_udp() {
 
     let ingress = router.create_plain_transport(PlainTransportOptions::default()).unwrap();
     ingress.connect(sender.local_addr().unwrap()).unwrap();
-    let producer = ingress.produce(ProducerOptions::new(Kind::Audio, 0xabc, 111)).unwrap();
+    let producer =
+        ingress.produce(ProducerOptions::new(MediaKind::Audio, Ssrc(0xabc), PayloadType(111))).unwrap();
     let egress = router.create_plain_transport(PlainTransportOptions::default()).unwrap();
     egress.connect(receiver.local_addr().unwrap()).unwrap();
     let consumer = egress.consume(producer.id(), false).unwrap();
-    assert_eq!(consumer.payload_type(), 111);
+    assert_eq!(consumer.payload_type(), PayloadType(111));
     assert_eq!(consumer.producer_id(), producer.id());
 
     let mut seq = 0u16;
@@ -52,7 +56,7 @@ fn handles_drive_a_room_over_real_udp() {
     };
     send(5);
     let got = received(&receiver, Duration::from_millis(500));
-    assert_eq!(got, vec![consumer.ssrc(); 5], "forwarded, rewritten to the consumer's SSRC");
+    assert_eq!(got, vec![consumer.ssrc().0; 5], "forwarded, rewritten to the consumer's SSRC");
 
     // Paused: nothing arrives after the call returned. Resumed: media flows again.
     producer.pause().unwrap();
@@ -68,7 +72,7 @@ fn handles_drive_a_room_over_real_udp() {
     let to = 1 - router.core();
     router.move_to(to).unwrap();
     assert_eq!(router.core(), to);
-    assert_eq!(router.dump().unwrap()["core"], to);
+    assert_eq!(router.dump().unwrap().core, to);
     send(5);
     assert_eq!(received(&receiver, Duration::from_millis(500)).len(), 5);
 
@@ -77,10 +81,10 @@ fn handles_drive_a_room_over_real_udp() {
     producer.close().unwrap();
     send(3);
     assert!(received(&receiver, Duration::from_millis(300)).is_empty());
-    assert!(router.dump().unwrap()["consumers"].as_array().unwrap().is_empty());
-    assert_eq!(sc.pause_consumer(consumer_id).unwrap_err().kind, ErrorKind::NotFound);
+    assert!(router.dump().unwrap().consumers.is_empty());
+    assert_eq!(sc.pause_consumer(consumer_id).unwrap_err().kind, ApiErrorKind::NotFound);
 
     router.close().unwrap();
-    assert_eq!(egress.connect(receiver.local_addr().unwrap()).unwrap_err().kind, ErrorKind::NotFound);
+    assert_eq!(egress.connect(receiver.local_addr().unwrap()).unwrap_err().kind, ApiErrorKind::NotFound);
     sc.shutdown(Duration::from_secs(5)).unwrap();
 }

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use shardcast::{Config, Kind, Shardcast};
+use shardcast::{Config, MediaKind, PayloadType, Shardcast, Ssrc};
 use shardcast_core::ids::RouterId;
 use shardcast_core::testutil::rtp;
 
@@ -56,7 +56,7 @@ fn steering_reaches_the_kernel_and_nothing_hops() {
             sc.connect(t.id, sender.local_addr().unwrap()).unwrap();
         }
         let ssrc = 7000 + i as u32;
-        let p = sc.produce(t.id, Kind::Audio, ssrc, 111).unwrap();
+        let p = sc.produce(t.id, MediaKind::Audio, Ssrc(ssrc), PayloadType(111)).unwrap();
         let receiver = socket();
         receiver.set_nonblocking(true).unwrap();
         let ct = sc.create_plain_transport(router, ip, false, false).unwrap();

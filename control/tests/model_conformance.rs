@@ -18,7 +18,7 @@ use proptest::sample::select;
 use proptest::test_runner::{Config as ProptestConfig, RngAlgorithm};
 use proptest_state_machine::{prop_state_machine, ReferenceStateMachine, StateMachineTest};
 use shardcast::model::{Model, Op, Placement, Plan};
-use shardcast::{ApiError, ErrorKind, Kind, Response};
+use shardcast::{ApiError, ApiErrorKind, MediaKind, PayloadType, Response, Ssrc};
 use shardcast_core::command::{BatchReply, CommandBatch, SocketId};
 use shardcast_core::ids::{ConsumerId, ProducerId, RouterId, TransportId};
 use shardcast_core::shard::Shard;
@@ -79,7 +79,7 @@ struct Reference {
     producers: BTreeMap<u32, RefProducer>,
     consumers: BTreeMap<u32, RefConsumer>,
     /// What the last call must return: `Ok` or the error kind.
-    expected: Result<(), ErrorKind>,
+    expected: Result<(), ApiErrorKind>,
 }
 
 impl Reference {
@@ -121,8 +121,8 @@ impl Reference {
         transports.into_iter().for_each(|t| self.close_transport(t));
     }
 
-    fn call(&mut self, call: &Call) -> Result<(), ErrorKind> {
-        use ErrorKind::*;
+    fn call(&mut self, call: &Call) -> Result<(), ApiErrorKind> {
+        use ApiErrorKind::*;
         match *call {
             Call::CreateRouter { core } => {
                 let core = match core {
@@ -288,9 +288,14 @@ impl System {
             }
             Call::Connect { transport, port } => m.connect_transport(TransportId(transport), remote(port)),
             Call::CloseTransport(t) => m.close_transport(TransportId(t)),
-            Call::Produce { transport, ssrc, payload_type } => {
-                m.produce(TransportId(transport), Kind::Video, ssrc, payload_type, None, false)
-            }
+            Call::Produce { transport, ssrc, payload_type } => m.produce(
+                TransportId(transport),
+                MediaKind::Video,
+                Ssrc(ssrc),
+                PayloadType(payload_type),
+                None,
+                false,
+            ),
             Call::CloseProducer(p) => m.close_producer(ProducerId(p)),
             Call::PauseProducer(p) => m.set_producer_paused(ProducerId(p), true),
             Call::ResumeProducer(p) => m.set_producer_paused(ProducerId(p), false),
@@ -372,11 +377,14 @@ impl StateMachineTest for Conformance {
         match (sys.plan(&call), reference.expected) {
             (Ok(plan), Ok(())) => {
                 let response = sys.execute(plan);
-                if let Response::Router { id, .. }
-                | Response::Transport { id, .. }
-                | Response::Producer { id }
-                | Response::Consumer { id, .. } = response
-                {
+                let id = match response {
+                    Response::Router { id, .. } => Some(id.0),
+                    Response::Transport { id, .. } => Some(id.0),
+                    Response::Producer { id } => Some(id.0),
+                    Response::Consumer { id, .. } => Some(id.0),
+                    _ => None,
+                };
+                if let Some(id) = id {
                     assert_eq!(id + 1, reference.next_id, "{call:?}: ids are allocated in order");
                 }
             }
@@ -465,8 +473,8 @@ impl StateMachineTest for Conformance {
                 producer_paused,
                 "consumer {cid} producer_paused on the core"
             );
-            assert_eq!(on_core.ssrc().0, entry.ssrc, "consumer {cid} ssrc");
-            assert!(ssrcs.insert(entry.ssrc), "consumer ssrc {} is unique", entry.ssrc);
+            assert_eq!(on_core.ssrc(), entry.ssrc, "consumer {cid} ssrc");
+            assert!(ssrcs.insert(entry.ssrc), "consumer ssrc {} is unique", entry.ssrc.0);
         }
     }
 }

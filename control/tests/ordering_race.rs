@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use shardcast::{Config, Kind, Shardcast};
+use shardcast::{Config, MediaKind, PayloadType, Shardcast, Ssrc};
 use shardcast_core::testutil::rtp;
 
 const LOCALHOST: [u8; 4] = [127, 0, 0, 1];
@@ -100,7 +100,7 @@ fn race(with_moves: bool) {
     let sender = UdpSocket::bind("127.0.0.1:0").unwrap();
     let t_in = sc.create_plain_transport(router, ip, false, false).unwrap();
     sc.connect(t_in.id, sender.local_addr().unwrap()).unwrap();
-    let producer = sc.produce(t_in.id, Kind::Video, 4242, 96).unwrap();
+    let producer = sc.produce(t_in.id, MediaKind::Video, Ssrc(4242), PayloadType(96)).unwrap();
 
     // Media: a paced sender whose payload is its counter.
     let counter = Arc::new(AtomicU64::new(0));
@@ -189,7 +189,7 @@ fn race(with_moves: bool) {
                             let created = now(&counter);
                             let log = ConsumerLog {
                                 socket,
-                                ssrc: c.ssrc,
+                                ssrc: c.ssrc.0,
                                 created,
                                 closed: None,
                                 paused: Vec::new(),
@@ -256,9 +256,9 @@ fn race(with_moves: bool) {
 
     // Every view agrees.
     let dump = sc.dump_router(router).unwrap();
-    let producer_is_paused = dump["producers"][0]["paused"].as_bool().unwrap();
-    for c in dump["consumers"].as_array().unwrap() {
-        assert_eq!(c["producer_paused"].as_bool().unwrap(), producer_is_paused, "{c}");
+    let producer_is_paused = dump.producers[0].paused;
+    for c in &dump.consumers {
+        assert_eq!(c.producer_paused, producer_is_paused, "{c:?}");
     }
 
     let inside = |n: u64, w: &Window| w.0 < n && n < w.1;

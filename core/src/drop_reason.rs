@@ -10,7 +10,9 @@
 //!   retransmission_evicted` ([`Counters::egress_drops_after_output`]): each output produced was
 //!   handed to the kernel or lost after it was produced. The other egress reasons (paused or
 //!   unconnected consumer, stale sequence, full output buffer, throttled keyframe request,
-//!   missing retransmission) count copies never produced, so they are not part of `outputs`.
+//!   missing retransmission, the NACK limits — too soon, over budget, over the per-NACK cap,
+//!   upstream throttled — and throttled sender reports) count copies never produced, so they are
+//!   not part of `outputs`.
 
 /// Why a packet or one of its copies was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,6 +61,20 @@ pub enum DropReason {
     RetransmissionMissing,
     /// A retransmission answered from the store whose packet was overwritten before it was sent.
     RetransmissionEvicted,
+    /// A NACKed packet already retransmitted to this consumer within the resend interval (also
+    /// a repeat inside one NACK: repeated FCIs, overlapping bitmasks).
+    RetransmissionTooSoon,
+    /// A NACKed packet the consumer's retransmission budget (a share of its own forwarded media
+    /// bytes, up to a burst) cannot pay for.
+    RetransmissionOverBudget,
+    /// A NACKed packet past the most retransmissions one RTCP datagram may draw.
+    RetransmissionOverNackCap,
+    /// A sequence number not asked of the producer again: asked within the resend interval (by
+    /// any consumer of it), or already in the NACK being sent.
+    NackUpstreamThrottled,
+    /// A sender report copy not fanned out to a consumer: the producer's previous SR was fanned
+    /// out less than the sender-report interval ago.
+    SenderReportThrottled,
     // Ingress again (new reasons are added at the end; `is_egress` says which side each is on).
     /// A datagram larger than the receive slot (the kernel cut it: `MSG_TRUNC`): never forwarded
     /// cut.
@@ -67,7 +83,7 @@ pub enum DropReason {
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 21] = [
+    pub const ALL: [DropReason; 26] = [
         DropReason::NotRtp,
         DropReason::Malformed,
         DropReason::UnknownTransport,
@@ -88,6 +104,11 @@ impl DropReason {
         DropReason::KeyframeRequestThrottled,
         DropReason::RetransmissionMissing,
         DropReason::RetransmissionEvicted,
+        DropReason::RetransmissionTooSoon,
+        DropReason::RetransmissionOverBudget,
+        DropReason::RetransmissionOverNackCap,
+        DropReason::NackUpstreamThrottled,
+        DropReason::SenderReportThrottled,
         DropReason::Truncated,
     ];
 
@@ -117,6 +138,11 @@ impl DropReason {
             DropReason::KeyframeRequestThrottled => "keyframe_request_throttled",
             DropReason::RetransmissionMissing => "retransmission_missing",
             DropReason::RetransmissionEvicted => "retransmission_evicted",
+            DropReason::RetransmissionTooSoon => "retransmission_too_soon",
+            DropReason::RetransmissionOverBudget => "retransmission_over_budget",
+            DropReason::RetransmissionOverNackCap => "retransmission_over_nack_cap",
+            DropReason::NackUpstreamThrottled => "nack_upstream_throttled",
+            DropReason::SenderReportThrottled => "sender_report_throttled",
             DropReason::Truncated => "truncated",
         }
     }
@@ -145,7 +171,12 @@ impl DropReason {
             | DropReason::SendWouldBlock
             | DropReason::KeyframeRequestThrottled
             | DropReason::RetransmissionMissing
-            | DropReason::RetransmissionEvicted => true,
+            | DropReason::RetransmissionEvicted
+            | DropReason::RetransmissionTooSoon
+            | DropReason::RetransmissionOverBudget
+            | DropReason::RetransmissionOverNackCap
+            | DropReason::NackUpstreamThrottled
+            | DropReason::SenderReportThrottled => true,
         }
     }
 }

@@ -10,6 +10,8 @@ use shardcast_dataplane::{CoreBatch, CoreOp, CoreReply, DataPlane, DataPlaneConf
 
 pub use shardcast_core::testutil::rtp;
 
+pub mod alloc;
+
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 

@@ -2,39 +2,17 @@
 //! running core, a counting global allocator sees at most 8 allocations per wake-up of the core
 //! (plus 8), and fewer than one per 100 copies. This bounds allocations rather than showing there
 //! are none (the counter is process-wide); the loop itself waits in its own `epoll_wait`, which
-//! allocates nothing, and the zero-allocation claim for forwarding is `core/tests/zero_alloc.rs`'s.
+//! allocates nothing, and the zero-allocation claim for forwarding is `tests/tests/zero_alloc.rs`'s.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use shardcast_core::ids::RouterId;
 use shardcast_core::testutil::Room;
+use shardcast_tests::alloc::CountingAlloc;
 use shardcast_tests::{rtp, Peer, Plane, DEADLINE};
 
-struct Counting;
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: CountingAlloc = CountingAlloc;
 
 const R: RouterId = RouterId(1);
 const CONSUMERS: u32 = 10;
@@ -62,7 +40,7 @@ fn forwarding_through_a_running_core_allocates_nothing_per_packet() {
         assert_eq!(r.recv_n(50, DEADLINE).len(), 50);
     }
     let before_stats = plane.plane.cores()[0].stats();
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = CountingAlloc::total();
     // The window: this thread only sends pre-built packets (no allocation); receivers read later.
     for p in &packets[50..] {
         sender.send(in_addr, p);
@@ -73,7 +51,7 @@ fn forwarding_through_a_running_core_allocates_nothing_per_packet() {
     while plane.plane.cores()[0].stats().counters.outputs < want && std::time::Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(1));
     }
-    let after = ALLOCATIONS.load(Ordering::Relaxed);
+    let after = CountingAlloc::total();
     let after_stats = plane.plane.cores()[0].stats();
     let forwarded = after_stats.counters.packets_out - before_stats.counters.packets_out;
     let wakeups = after_stats.wakeups - before_stats.wakeups;

@@ -258,9 +258,7 @@ fn main() -> std::process::ExitCode {
                         req = req.header("Authorization", format!("Bearer {t}"));
                     }
                     match req.send().ok().and_then(|r| r.json::<serde_json::Value>().ok()) {
-                        Some(v) if v["freeze_us"].is_u64() => {
-                            samples.push(v["freeze_us"].as_u64().unwrap_or(0))
-                        }
+                        Some(v) if v["move_us"].is_u64() => samples.push(v["move_us"].as_u64().unwrap_or(0)),
                         other => {
                             eprintln!("move failed: {other:?}");
                             break;

@@ -19,7 +19,7 @@ mod rtp;
 mod tests;
 
 pub use output::{Datagram, Output, OutputSink, PayloadRef, OUTPUT_HEADER_MAX};
-pub use rtcp::KEYFRAME_REQUEST_INTERVAL_US;
+pub use rtcp::{RtcpLimits, KEYFRAME_REQUEST_INTERVAL_US};
 
 use std::collections::HashMap;
 
@@ -46,6 +46,8 @@ pub struct Shard {
     steering: HashMap<SteerKey, (RouterId, u16)>,
     events: LeakyQueue<Event, EVENT_QUEUE_LEN>,
     counters: Counters,
+    /// What peers' RTCP may make this core send.
+    limits: RtcpLimits,
 }
 
 /// What [`Shard::forward`] decided about a datagram.
@@ -65,13 +67,20 @@ impl Default for Shard {
 }
 
 impl Shard {
+    /// A shard with the default [`RtcpLimits`].
     pub fn new() -> Self {
+        Self::with_limits(RtcpLimits::default())
+    }
+
+    /// A shard whose peers' RTCP is bounded by `limits`.
+    pub fn with_limits(limits: RtcpLimits) -> Self {
         Self {
             routers: HashMap::new(),
             index: TransportIndex::default(),
             steering: HashMap::new(),
             events: LeakyQueue::new(Overflow::DropOldest),
             counters: Counters::default(),
+            limits,
         }
     }
 
@@ -293,6 +302,9 @@ impl Shard {
     }
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+    pub fn limits(&self) -> &RtcpLimits {
+        &self.limits
     }
     /// Counters the caller updates (send results, ring drops).
     pub fn counters_mut(&mut self) -> &mut Counters {

@@ -1,0 +1,46 @@
+//! The entries of the object model: what exists, where, in which state.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use shardcast_core::command::SocketId;
+use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterEntry {
+    pub core: usize,
+    pub transports: BTreeSet<TransportId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportEntry {
+    pub router: RouterId,
+    pub socket: SocketId,
+    pub local: SocketAddr,
+    pub remote: Option<SocketAddr>,
+    pub comedia: bool,
+    pub producers: BTreeSet<ProducerId>,
+    pub consumers: BTreeSet<ConsumerId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub router: RouterId,
+    pub transport: TransportId,
+    pub kind: MediaKind,
+    pub ssrc: Ssrc,
+    pub payload_type: PayloadType,
+    pub clock_rate: u32,
+    pub paused: bool,
+    pub consumers: BTreeSet<ConsumerId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerEntry {
+    pub router: RouterId,
+    pub transport: TransportId,
+    pub producer: ProducerId,
+    pub ssrc: Ssrc,
+    pub payload_type: PayloadType,
+    pub paused: bool,
+}

@@ -1,0 +1,215 @@
+//! The model's planning and commit rules, call by call.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use shardcast_core::command::{Command, SocketId, SteerKey};
+use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
+
+use super::{Model, Op, Placement, Plan};
+use crate::error::{ApiError, ApiErrorKind};
+use crate::request::Response;
+
+fn addr(port: u16) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], port))
+}
+
+/// Plans and commits at once, as the controller does when the owner applies.
+fn run(m: &mut Model, f: impl FnOnce(&mut Model) -> Result<Plan, ApiError>) -> Response {
+    let plan = f(m).expect("valid request");
+    let response = plan.response.clone();
+    m.commit(plan.change);
+    response
+}
+
+fn router(m: &mut Model) -> RouterId {
+    match run(m, |m| m.create_router(None, &[])) {
+        Response::Router { id, .. } => id,
+        r => panic!("{r:?}"),
+    }
+}
+
+fn transport(m: &mut Model, r: RouterId, shared: bool) -> TransportId {
+    let socket = if shared { SocketId::SHARED } else { m.socket_id() };
+    match run(m, |m| m.create_transport(r, socket, addr(1), false)) {
+        Response::Transport { id, .. } => id,
+        x => panic!("{x:?}"),
+    }
+}
+
+fn produce(m: &mut Model, t: TransportId, ssrc: u32) -> ProducerId {
+    match run(m, |m| m.produce(t, MediaKind::Video, Ssrc(ssrc), PayloadType(96), None, false)) {
+        Response::Producer { id } => id,
+        x => panic!("{x:?}"),
+    }
+}
+
+fn consume(m: &mut Model, t: TransportId, p: ProducerId) -> (ConsumerId, Ssrc) {
+    match run(m, |m| m.consume(t, p, false)) {
+        Response::Consumer { id, ssrc, payload_type } => {
+            assert_eq!(payload_type, PayloadType(96));
+            (id, ssrc)
+        }
+        x => panic!("{x:?}"),
+    }
+}
+
+#[test]
+fn planning_changes_nothing_until_the_owner_applied() {
+    let mut m = Model::new(2, 7, Placement::LeastLoaded);
+    let plan = m.create_router(None, &[]).unwrap();
+    assert!(m.routers.is_empty(), "a plan alone claims nothing");
+    assert_eq!(plan.owner, 0);
+    assert_eq!(plan.phases, vec![vec![(0, Op::Route(Command::CreateRouter { router: RouterId(1) }))]]);
+    m.commit(plan.change);
+    assert_eq!(m.routers[&RouterId(1)].core, 0);
+
+    let t = transport(&mut m, RouterId(1), false);
+    let p = produce(&mut m, t, 1111);
+    let pause = m.set_producer_paused(p, true).unwrap();
+    assert!(!m.producers[&p].paused);
+    m.commit(pause.change);
+    assert!(m.producers[&p].paused);
+    // A refused plan is simply never committed: a second close still finds the producer.
+    let _refused = m.close_producer(p).unwrap();
+    assert!(m.producers.contains_key(&p));
+}
+
+#[test]
+fn closing_cascades_through_transports_producers_and_consumers() {
+    let mut m = Model::new(1, 7, Placement::LeastLoaded);
+    let r = router(&mut m);
+    let t1 = transport(&mut m, r, false);
+    let t2 = transport(&mut m, r, false);
+    let p1 = produce(&mut m, t1, 10);
+    let p2 = produce(&mut m, t2, 20);
+    let (c1, _) = consume(&mut m, t2, p1); // on t2, of t1's producer
+    let (c2, _) = consume(&mut m, t1, p2); // on t1, of t2's producer
+
+    // Closing t1 removes p1 (and c1 on t2, its consumer) and c2 (on t1).
+    let plan = m.close_transport(t1).unwrap();
+    assert!(plan.phases[0].contains(&(0, Op::DetachSocket(SocketId(1)))), "{plan:?}");
+    m.commit(plan.change);
+    assert!(!m.transports.contains_key(&t1));
+    assert!(!m.producers.contains_key(&p1));
+    assert!(!m.consumers.contains_key(&c1) && !m.consumers.contains_key(&c2));
+    assert!(m.producers[&p2].consumers.is_empty());
+    assert!(m.transports[&t2].consumers.is_empty());
+
+    run(&mut m, |m| m.close_router(r));
+    assert!(m.routers.is_empty() && m.transports.is_empty());
+    assert!(m.producers.is_empty() && m.consumers.is_empty());
+}
+
+#[test]
+fn errors_say_what_is_wrong_with_the_right_kind() {
+    let mut m = Model::new(2, 7, Placement::LeastLoaded);
+    let kind = |r: Result<Plan, ApiError>| r.unwrap_err().kind;
+    assert_eq!(kind(m.close_router(RouterId(9))), ApiErrorKind::NotFound);
+    assert_eq!(kind(m.create_router(Some(2), &[])), ApiErrorKind::InvalidArgument);
+    let r1 = router(&mut m);
+    let r2 = router(&mut m);
+    let t1 = transport(&mut m, r1, false);
+    let t2 = transport(&mut m, r2, false);
+    let p = produce(&mut m, t1, 5);
+    assert_eq!(
+        kind(m.produce(t1, MediaKind::Audio, Ssrc(5), PayloadType(111), None, false)),
+        ApiErrorKind::InvalidState
+    );
+    assert_eq!(
+        kind(m.produce(t1, MediaKind::Audio, Ssrc(6), PayloadType(128), None, false)),
+        ApiErrorKind::InvalidArgument
+    );
+    assert_eq!(
+        kind(m.produce(t1, MediaKind::Audio, Ssrc(0), PayloadType(111), None, false)),
+        ApiErrorKind::InvalidArgument
+    );
+    let cross = m.consume(t2, p, false).unwrap_err();
+    assert_eq!(cross.kind, ApiErrorKind::InvalidArgument);
+    assert!(cross.message.contains("router"), "{cross}");
+    assert_eq!(kind(m.consume(t1, ProducerId(999), false)), ApiErrorKind::NotFound);
+    run(&mut m, |m| m.connect_transport(t1, addr(5000)));
+    assert_eq!(kind(m.connect_transport(t1, addr(5001))), ApiErrorKind::InvalidState);
+    assert_eq!(kind(m.connect_transport(t2, addr(0))), ApiErrorKind::InvalidArgument);
+    assert_eq!(kind(m.move_router(r1, 5)), ApiErrorKind::InvalidArgument);
+}
+
+#[test]
+fn ids_are_never_reused_and_consumer_ssrcs_are_unique_and_seeded() {
+    let build = |seed| {
+        let mut m = Model::new(1, seed, Placement::LeastLoaded);
+        let r = router(&mut m);
+        let t = transport(&mut m, r, false);
+        let p = produce(&mut m, t, 42);
+        let ssrcs: Vec<u32> = (0..200).map(|_| consume(&mut m, t, p).1 .0).collect();
+        (m, ssrcs)
+    };
+    let (mut m, ssrcs) = build(1);
+    let unique: BTreeSet<u32> = ssrcs.iter().copied().collect();
+    assert_eq!(unique.len(), ssrcs.len());
+    assert!(!unique.contains(&0) && !unique.contains(&42));
+    assert_eq!(build(1).1, ssrcs, "same seed, same SSRCs");
+    assert_ne!(build(2).1, ssrcs, "another seed, other SSRCs");
+    let last = *m.consumers.keys().last().unwrap();
+    let r = *m.routers.keys().next().unwrap();
+    run(&mut m, |m| m.close_router(r));
+    assert!(router(&mut m).0 > last.0, "ids are never reused");
+}
+
+#[test]
+fn placement_policies_skip_stalled_cores() {
+    let mut m = Model::new(3, 1, Placement::LeastLoaded);
+    let cores: Vec<usize> = (0..6)
+        .map(|_| match run(&mut m, |m| m.create_router(None, &[false, true, false])) {
+            Response::Router { core, .. } => core,
+            x => panic!("{x:?}"),
+        })
+        .collect();
+    assert_eq!(cores, vec![0, 2, 0, 2, 0, 2]);
+    assert_eq!(m.create_router(None, &[true, true, true]).unwrap_err().kind, ApiErrorKind::CoreUnavailable);
+
+    let mut rr = Model::new(3, 1, Placement::RoundRobin);
+    let order: Vec<usize> = (0..5)
+        .map(|i| {
+            let stalled = [i == 3, false, false];
+            match run(&mut rr, |m| m.create_router(None, &stalled)) {
+                Response::Router { core, .. } => core,
+                x => panic!("{x:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(order, vec![0, 1, 2, 1, 2]);
+    // Round robin does not look at load: a closed router does not change the turn.
+    let first = *rr.routers.keys().next().unwrap();
+    run(&mut rr, |m| m.close_router(first));
+    assert!(matches!(rr.create_router(None, &[]).unwrap().response, Response::Router { core: 0, .. }));
+}
+
+#[test]
+fn shared_port_flows_are_steered_on_every_other_core() {
+    let mut m = Model::new(3, 1, Placement::LeastLoaded);
+    let r = match run(&mut m, |m| m.create_router(Some(1), &[])) {
+        Response::Router { id, .. } => id,
+        x => panic!("{x:?}"),
+    };
+    let t = transport(&mut m, r, true);
+    let remote = addr(7000);
+    let plan = m.connect_transport(t, remote).unwrap();
+    let steer = |core: Option<u16>| {
+        Op::Route(Command::SetSteering { router: r, key: SteerKey::Remote(remote), core })
+    };
+    assert_eq!(plan.phases[0][1..], [(0, steer(Some(1))), (2, steer(Some(1)))]);
+    m.commit(plan.change);
+    // Another shared-port transport cannot take the same remote.
+    let t2 = transport(&mut m, r, true);
+    assert_eq!(m.connect_transport(t2, remote).unwrap_err().kind, ApiErrorKind::InvalidState);
+    // A move re-points the third core; closing removes the steering everywhere.
+    let mv = m.move_router(r, 2).unwrap();
+    assert_eq!(mv.owner, 1);
+    assert_eq!(mv.phases[0], vec![(1, Op::HandOff { router: r, to: 2 })]);
+    assert!(mv.phases[1].contains(&(0, steer(Some(2)))));
+    m.commit(mv.change);
+    assert_eq!(m.routers[&r].core, 2);
+    let close = m.close_router(r).unwrap();
+    assert!(close.phases[0].contains(&(0, steer(None))) && close.phases[0].contains(&(1, steer(None))));
+}

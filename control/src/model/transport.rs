@@ -1,0 +1,93 @@
+//! Plain-transport calls: create (on a bound socket or the shared port), connect, close.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use shardcast_core::command::{Command, PlainTransportOptions, SocketId, SteerKey};
+use shardcast_core::ids::{RouterId, TransportId};
+
+use super::{Change, Model, Op, Plan, TransportEntry};
+use crate::error::ApiError;
+use crate::request::Response;
+
+impl Model {
+    /// The socket and steering cleanup of a transport that goes away (with its router or alone).
+    pub(super) fn transport_cleanup(&self, t: &TransportEntry, core: usize) -> Vec<(usize, Op)> {
+        let mut ops = Vec::new();
+        for key in self.transport_keys(t) {
+            ops.extend(self.steer(t.router, core, key, false));
+        }
+        if !t.socket.is_shared() {
+            ops.push((core, Op::DetachSocket(t.socket)));
+        }
+        ops
+    }
+
+    /// `socket` and `local` come from the controller, which bound the socket (or `SocketId::SHARED`).
+    pub fn create_transport(
+        &mut self,
+        router: RouterId,
+        socket: SocketId,
+        local: SocketAddr,
+        comedia: bool,
+    ) -> Result<Plan, ApiError> {
+        let core = self.router(router)?.core;
+        let id = TransportId(self.id());
+        let entry = TransportEntry {
+            router,
+            socket,
+            local,
+            remote: None,
+            comedia,
+            producers: BTreeSet::new(),
+            consumers: BTreeSet::new(),
+        };
+        let mut ops = Vec::new();
+        if !socket.is_shared() {
+            ops.push((core, Op::AttachSocket(socket)));
+        }
+        ops.push((
+            core,
+            Op::Route(Command::CreatePlainTransport {
+                router,
+                transport: id,
+                options: PlainTransportOptions { socket, remote: None, comedia },
+            }),
+        ));
+        Ok(Plan::one(core, ops, Response::Transport { id, local }, Change::AddTransport { id, entry }))
+    }
+
+    pub fn connect_transport(&self, id: TransportId, remote: SocketAddr) -> Result<Plan, ApiError> {
+        let t = self.transport(id)?;
+        if t.remote.is_some() {
+            return Err(ApiError::state(format!(
+                "transport {id} is already connected (or latched); create a new transport for another remote"
+            )));
+        }
+        if remote.port() == 0 || remote.ip().is_unspecified() {
+            return Err(ApiError::argument("remote must be a concrete ip and a non-zero port"));
+        }
+        if t.socket.is_shared()
+            && self.transports.values().any(|o| o.socket.is_shared() && o.remote == Some(remote))
+        {
+            return Err(ApiError::state(format!(
+                "{remote} is already used by another shared-port transport: the shared port tells flows apart by remote address"
+            )));
+        }
+        let core = self.router(t.router)?.core;
+        let mut ops =
+            vec![(core, Op::Route(Command::ConnectTransport { router: t.router, transport: id, remote }))];
+        if t.socket.is_shared() {
+            ops.extend(self.steer(t.router, core, SteerKey::Remote(remote), true));
+        }
+        Ok(Plan::one(core, ops, Response::Done {}, Change::Connect { id, remote }))
+    }
+
+    pub fn close_transport(&self, id: TransportId) -> Result<Plan, ApiError> {
+        let t = self.transport(id)?;
+        let core = self.router(t.router)?.core;
+        let mut ops = vec![(core, Op::Route(Command::CloseTransport { router: t.router, transport: id }))];
+        ops.extend(self.transport_cleanup(t, core));
+        Ok(Plan::one(core, ops, Response::Done {}, Change::RemoveTransport(id)))
+    }
+}
