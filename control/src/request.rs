@@ -82,6 +82,11 @@ pub enum Request {
         millis: u64,
         wait: bool,
     },
+    /// Test hook (only with `allow_test_hooks`): panic core `core`; by the panic policy the
+    /// process aborts (ARCHITECTURE.md). Returns once the panic is queued.
+    PanicCore {
+        core: usize,
+    },
 }
 
 /// The answer to a [`Request`]: typed; `http/` turns it into the JSON of `control/API.md`

@@ -4,9 +4,8 @@
 //! equations hold on every core, field for field as [`Counters`] computes them:
 //!
 //! - [`Counters::ingress_balanced`]: `packets_in = routed + rtcp_terminated + hopped_out +
-//!   Σ ingress drops` ([`DropReason::is_egress`] false: the reasons before
-//!   [`DropReason::ConsumerPaused`] and those added after the egress ones): each datagram received
-//!   was routed, terminated (RTCP), carried to its owner core, or dropped whole.
+//!   Σ ingress drops` (the reasons [`DropReason::is_egress`] says are not egress): each datagram
+//!   received was routed, terminated (RTCP), carried to its owner core, or dropped whole.
 //! - [`Counters::egress_balanced`]: `outputs = packets_out + send_error + send_would_block +
 //!   retransmission_evicted` ([`Counters::egress_drops_after_output`]): each output produced was
 //!   handed to the kernel or lost after it was produced. The other egress reasons (paused or
@@ -76,17 +75,20 @@ pub enum DropReason {
     /// A sender report copy not fanned out to a consumer: the producer's previous SR was fanned
     /// out less than the sender-report interval ago.
     SenderReportThrottled,
-    // Added after the egress reasons (the numbering is stable); ingress, see `is_egress`.
+    // Added after the egress reasons (the numbering is stable): ingress ones, see `is_egress`.
     /// A comedia transport's would-be latching packet came from outside its `comedia_source`.
     ComediaSourceRefused,
     /// A sequence number far from the stream's (RFC 3550 A.1: more than `MAX_DROPOUT` ahead or
     /// `MAX_MISORDER` behind) that the next packet did not confirm: a spoofed or stray packet.
     SequenceOutlier,
+    /// A datagram larger than the receive slot (the kernel cut it: `MSG_TRUNC`): never forwarded
+    /// cut.
+    Truncated,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 27] = [
+    pub const ALL: [DropReason; 28] = [
         DropReason::NotRtp,
         DropReason::Malformed,
         DropReason::UnknownTransport,
@@ -114,6 +116,7 @@ impl DropReason {
         DropReason::SenderReportThrottled,
         DropReason::ComediaSourceRefused,
         DropReason::SequenceOutlier,
+        DropReason::Truncated,
     ];
 
     /// Number of reasons.
@@ -149,14 +152,43 @@ impl DropReason {
             DropReason::SenderReportThrottled => "sender_report_throttled",
             DropReason::ComediaSourceRefused => "comedia_source_refused",
             DropReason::SequenceOutlier => "sequence_outlier",
+            DropReason::Truncated => "truncated",
         }
     }
 
-    /// True for reasons that drop one fan-out copy rather than the whole ingress packet: every
-    /// reason from [`DropReason::ConsumerPaused`] on, but the ingress reasons added later.
+    /// True for reasons that drop one fan-out copy rather than the whole ingress packet.
     pub fn is_egress(self) -> bool {
-        let later_ingress = matches!(self, DropReason::ComediaSourceRefused | DropReason::SequenceOutlier);
-        (self as u8) >= DropReason::ConsumerPaused as u8 && !later_ingress
+        // Exhaustive on purpose: a new reason has to say which side it is on.
+        match self {
+            DropReason::NotRtp
+            | DropReason::Malformed
+            | DropReason::UnknownTransport
+            | DropReason::SourceMismatch
+            | DropReason::NotConnected
+            | DropReason::UnknownSsrc
+            | DropReason::UnknownPayloadType
+            | DropReason::ProducerPaused
+            | DropReason::NoConsumers
+            | DropReason::RtcpIgnored
+            | DropReason::RingFull
+            | DropReason::Truncated
+            | DropReason::ComediaSourceRefused
+            | DropReason::SequenceOutlier => false,
+            DropReason::ConsumerPaused
+            | DropReason::ConsumerNotConnected
+            | DropReason::StaleSequence
+            | DropReason::OutputFull
+            | DropReason::SendError
+            | DropReason::SendWouldBlock
+            | DropReason::KeyframeRequestThrottled
+            | DropReason::RetransmissionMissing
+            | DropReason::RetransmissionEvicted
+            | DropReason::RetransmissionTooSoon
+            | DropReason::RetransmissionOverBudget
+            | DropReason::RetransmissionOverNackCap
+            | DropReason::NackUpstreamThrottled
+            | DropReason::SenderReportThrottled => true,
+        }
     }
 }
 
@@ -280,5 +312,18 @@ mod tests {
         d.add(&c);
         d.add(&c);
         assert_eq!(d.drops_of(DropReason::UnknownSsrc), 4);
+    }
+
+    /// A reason added at the end of the enum can be an ingress one: `Truncated` counts in the
+    /// ingress sum and keeps `ingress_balanced`.
+    #[test]
+    fn truncated_is_an_ingress_drop() {
+        assert!(!DropReason::Truncated.is_egress());
+        assert_eq!(DropReason::Truncated.as_str(), "truncated");
+        let mut c = Counters { packets_in: 1, ..Counters::default() };
+        assert!(!c.ingress_balanced());
+        c.drop(DropReason::Truncated);
+        assert_eq!((c.ingress_drops(), c.egress_drops()), (1, 0));
+        assert!(c.ingress_balanced());
     }
 }

@@ -8,6 +8,7 @@ pub mod ring;
 pub mod runtime;
 pub mod socket;
 pub mod steering;
+mod sync;
 
 pub use plane::{CoreBatch, CoreEvent, CoreHandle, CoreOp, CoreReply, CoreStatsSnapshot, DataPlaneConfig};
 pub use runtime::DataPlane;

@@ -32,7 +32,7 @@ pub struct DataPlaneConfig {
     pub hop_capacity: usize,
     /// Capacity of the core → control event channel (leaky).
     pub event_capacity: usize,
-    /// Accept `CoreOp::Stall` (tests only).
+    /// Accept the test hooks `CoreOp::Stall` and `CoreOp::Panic` (tests only).
     pub allow_test_hooks: bool,
     /// Steer shared-port flows to their owner core in the kernel (a reuseport eBPF program; needs
     /// CAP_BPF, falls back to software hops with a warning). Only with more than one core.
@@ -61,6 +61,9 @@ impl Default for DataPlaneConfig {
     }
 }
 
+/// What a core panicked by [`CoreOp::Panic`] says.
+pub const PANIC_HOOK_MESSAGE: &str = "test hook: CoreOp::Panic";
+
 /// One operation inside a [`CoreBatch`].
 #[derive(Debug)]
 pub enum CoreOp {
@@ -72,6 +75,9 @@ pub enum CoreOp {
     DetachSocket { id: SocketId },
     /// Test hook: block the core for this long (only with `allow_test_hooks`).
     Stall(Duration),
+    /// Test hook: panic the core (only with `allow_test_hooks`), to exercise the panic policy —
+    /// the process aborts, logging the core and the message ([`PANIC_HOOK_MESSAGE`]).
+    Panic,
     /// Live handoff, on the owner: freeze the router between two packet batches, take it and its
     /// sockets out, steer its shared-port flows to core `to`, and pass it to `to` directly
     /// through that core's import ring (ahead of any datagram carried after it). Travels alone

@@ -233,7 +233,7 @@ impl Controller {
             Request::CloseConsumer { consumer }
             | Request::PauseConsumer { consumer }
             | Request::ResumeConsumer { consumer } => of_consumer(*consumer),
-            Request::StallCore { core, .. } => Some(*core),
+            Request::StallCore { core, .. } | Request::PanicCore { core } => Some(*core),
             Request::CreateRouter { core } => *core,
             Request::Stats => None,
         }
@@ -276,6 +276,7 @@ impl Controller {
             }
             Request::DumpRouter { router } => return self.model.dump_router(router).map(Response::Dump),
             Request::StallCore { core, millis, wait } => return self.stall_core(core, millis, wait),
+            Request::PanicCore { core } => return self.test_hook(core, CoreOp::Panic, false),
             Request::CreateRouter { core } => {
                 let stalled = self.stalled_flags();
                 self.model.create_router(core, &stalled)?
@@ -388,6 +389,11 @@ impl Controller {
 
     /// The stall test hook: block `core` for `millis`, waiting for it like any call or not.
     fn stall_core(&mut self, core: usize, millis: u64, wait: bool) -> Result<Response, ApiError> {
+        self.test_hook(core, CoreOp::Stall(Duration::from_millis(millis)), wait)
+    }
+
+    /// Sends test hook `op` to `core` (refused without `allow_test_hooks`).
+    fn test_hook(&mut self, core: usize, op: CoreOp, wait: bool) -> Result<Response, ApiError> {
         if !self.config.allow_test_hooks {
             return Err(ApiError::argument(
                 "test hooks are disabled (allow_test_hooks = false in the config)",
@@ -399,13 +405,12 @@ impl Controller {
                 self.model.cores()
             )));
         }
-        let stall = CoreOp::Stall(Duration::from_millis(millis));
         if !wait {
-            // Queue the stall and return: later calls find the core busy behind it.
-            self.submit_unconfirmed(core, stall)?;
+            // Queue the hook and return: later calls find the core busy behind it.
+            self.submit_unconfirmed(core, op)?;
             return Ok(Response::Done {});
         }
-        match self.execute_phase(vec![(core, stall)]) {
+        match self.execute_phase(vec![(core, op)]) {
             (_, Some(e)) => Err(e),
             (_, None) => Ok(Response::Done {}),
         }

@@ -275,6 +275,10 @@ async fn stall(
     call(sc, Request::StallCore { core, millis: b.millis, wait: b.wait }).await
 }
 
+async fn panic_core(State(sc): State<Shardcast>, p: Result<Path<u32>, PathRejection>) -> HttpResult {
+    call(sc, Request::PanicCore { core: id(p)? as usize }).await
+}
+
 async fn stats(State(sc): State<Shardcast>) -> HttpResult {
     call(sc, Request::Stats).await
 }
@@ -326,6 +330,7 @@ pub fn router(sc: Shardcast) -> Router {
         .route("/consumers/:id/pause", post(pause_consumer))
         .route("/consumers/:id/resume", post(resume_consumer))
         .route("/cores/:id/stall", post(stall))
+        .route("/cores/:id/panic", post(panic_core))
         .route("/stats", get(stats))
         .route("/metrics", get(metrics))
         .route("/events", get(sse::events))

@@ -76,6 +76,8 @@ pub struct RecvBatch {
     hdrs: Box<[libc::mmsghdr]>,
     sources: Box<[SocketAddr]>,
     lens: Box<[usize]>,
+    /// Per slot: the kernel cut the datagram to the slot (`MSG_TRUNC` in its `msg_flags`).
+    truncated: Box<[bool]>,
     len: usize,
     /// Per-slot control buffers for SCM_TIMESTAMPNS (empty unless `enable_timestamps`).
     control: Box<[[u64; CONTROL_WORDS]]>,
@@ -120,6 +122,7 @@ impl RecvBatch {
             hdrs,
             sources: vec![unspecified; slots].into_boxed_slice(),
             lens: vec![0; slots].into_boxed_slice(),
+            truncated: vec![false; slots].into_boxed_slice(),
             len: 0,
             control: Box::new([]),
             stamps: vec![None; slots].into_boxed_slice(),
@@ -202,6 +205,9 @@ impl RecvBatch {
         let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
         for i in start..start + n {
             self.lens[i] = (self.hdrs[i].msg_len as usize).min(self.slot_size);
+            // Without MSG_TRUNC in the call's flags `msg_len` is the cut length; the message's
+            // own flags say whether the datagram was longer than the slot.
+            self.truncated[i] = self.hdrs[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0;
             self.sources[i] = decode(&self.addrs[i]).unwrap_or(unspecified);
             self.stamps[i] = if control_len > 0 { read_timestamp(&self.hdrs[i].msg_hdr) } else { None };
         }
@@ -230,7 +236,19 @@ impl RecvBatch {
         self.len == 0
     }
 
-    /// Datagram `i` and its source. Out-of-range `i` yields an empty slice.
+    /// True when datagram `i` was larger than a slot and the kernel cut it (`MSG_TRUNC`):
+    /// `get(i)` holds only its first `slot_size` bytes, so it must not be forwarded.
+    pub fn is_truncated(&self, i: usize) -> bool {
+        i < self.len && self.truncated[i]
+    }
+
+    /// Size of one receive slot: the largest datagram received whole.
+    pub fn slot_size(&self) -> usize {
+        self.slot_size
+    }
+
+    /// Datagram `i` and its source. Out-of-range `i` yields an empty slice (a truncated one
+    /// yields its first `slot_size` bytes: see [`RecvBatch::is_truncated`]).
     pub fn get(&self, i: usize) -> (&[u8], SocketAddr) {
         if i >= self.len {
             return (&[], SocketAddr::from(([0, 0, 0, 0], 0)));
@@ -505,6 +523,33 @@ mod tests {
         assert_eq!((recv.len(), recv.free_slots()), (0, 5));
         let got = recv_all(&mut recv, &c, 1);
         assert_eq!(got[0].0, vec![2, 2, 2], "the third datagram waited in the socket");
+    }
+
+    /// A datagram longer than the slot is flagged (the kernel's MSG_TRUNC), one that fills the
+    /// slot exactly is not, and the flag belongs to its slot only.
+    #[test]
+    fn datagram_larger_than_the_slot_is_flagged_truncated() {
+        let (a, b) = (bind(), bind());
+        let to = b.local_addr().unwrap();
+        a.send_to(&[7u8; 100], to).unwrap();
+        a.send_to(&[8u8; 3000], to).unwrap();
+        a.send_to(&[9u8; 2048], to).unwrap();
+        let mut recv = RecvBatch::new(8, 2048);
+        assert_eq!(recv.slot_size(), 2048);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while recv.len() < 3 && Instant::now() < deadline {
+            recv.recv_append(b.as_raw_fd(), 8).unwrap();
+        }
+        assert_eq!(recv.len(), 3);
+        let seen: Vec<(usize, bool)> = (0..3).map(|i| (recv.get(i).0.len(), recv.is_truncated(i))).collect();
+        assert_eq!(seen, vec![(100, false), (2048, true), (2048, false)]);
+        assert!(!recv.is_truncated(3), "no datagram there");
+        // The flag is reset when the slot is reused.
+        recv.clear();
+        a.send_to(&[1u8; 10], to).unwrap();
+        let got = recv_all(&mut recv, &b, 1);
+        assert_eq!(got.len(), 1);
+        assert!(!recv.is_truncated(0));
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub(super) struct Commands {
     /// Rung by the control thread when it queues a batch; re-armed by the run loop.
     pub(super) doorbell: Arc<Doorbell>,
     replies: Sender<CoreReply>,
-    /// Accept `CoreOp::Stall`.
+    /// Accept the test hooks (`CoreOp::Stall`, `CoreOp::Panic`).
     allow_test_hooks: bool,
     pub(super) batches_applied: u64,
     pub(super) apply_ns_total: u64,
@@ -157,11 +157,12 @@ impl CoreState {
                     }
                     changed.push((*id, false));
                 }
-                CoreOp::Stall(_) if !self.commands.allow_test_hooks => {
+                CoreOp::Stall(_) | CoreOp::Panic if !self.commands.allow_test_hooks => {
                     return Err((*i, refusal(ErrorKind::InvalidArgument, "test hooks are disabled")));
                 }
                 // The handoff operations travel alone and check themselves.
                 CoreOp::Stall(_)
+                | CoreOp::Panic
                 | CoreOp::Route(_)
                 | CoreOp::HandOff { .. }
                 | CoreOp::ConfirmImport { .. } => {}
@@ -188,6 +189,8 @@ impl CoreState {
                 std::thread::sleep(d);
                 Outcome::Applied
             }
+            // The panic policy (`panic_policy`) aborts the process here.
+            CoreOp::Panic => panic!("{}", crate::plane::PANIC_HOOK_MESSAGE),
             CoreOp::HandOff { router, to } => self.hand_off(router, to)?,
             CoreOp::ConfirmImport { router } => self.confirm_import(router),
         })

@@ -32,7 +32,7 @@ use crate::io::Epoll;
 /// How long a core behind a barrier waits before re-checking it.
 pub(super) const BARRIER_POLL: Duration = Duration::from_millis(1);
 /// The longest a handoff barrier is waited for before it is lifted (and counted).
-const BARRIER_DEADLINE: Duration = Duration::from_millis(200);
+pub(super) const BARRIER_DEADLINE: Duration = Duration::from_millis(200);
 
 /// A router and the sockets it owns, in transit from one core to another (through the target's
 /// import ring).
@@ -61,15 +61,13 @@ struct PendingSwitch {
 pub(super) struct Handoff {
     /// Routers handed to this core, waiting to be imported.
     pub(super) imports: Arc<ArrayQueue<RouterExport>>,
-    /// Barriers pending: while non-zero, sockets are not read.
-    pub(super) barriers: u32,
-    /// When the first pending barrier was raised (`BARRIER_DEADLINE`).
-    barrier_since: Instant,
+    /// While raised, sockets are not read.
+    pub(super) barrier: Barrier,
     /// The doorbell alone: what a core behind a barrier waits on.
     pub(super) barrier_epoll: Epoll,
     /// Flows of routers handed away whose kernel steering still points here.
     pending_switch: Vec<PendingSwitch>,
-    /// Barriers given up (a marker not sent, or not back in time).
+    /// Barriers given up (a marker not sent, or not back in time), the barrier's own included.
     pub(super) barrier_failures: u64,
     /// Routers imported, and how long they were frozen (export → import).
     pub(super) handoffs_in: u64,
@@ -81,8 +79,7 @@ impl Handoff {
     pub(super) fn new(imports: Arc<ArrayQueue<RouterExport>>, barrier_epoll: Epoll, now: Instant) -> Handoff {
         Handoff {
             imports,
-            barriers: 0,
-            barrier_since: now,
+            barrier: Barrier::new(now),
             barrier_epoll,
             pending_switch: Vec::new(),
             barrier_failures: 0,
@@ -95,44 +92,94 @@ impl Handoff {
     /// True while this core reads no socket.
     #[inline]
     pub(super) fn behind_barrier(&self) -> bool {
-        self.barriers > 0
-    }
-
-    fn raise_barrier(&mut self) {
-        if self.barriers == 0 {
-            self.barrier_since = Instant::now();
-        }
-        self.barriers += 1;
+        self.barrier.is_up()
     }
 
     /// Step 5: a marker that never comes back (its ring stayed full) must not leave this core
     /// deaf: past the deadline the barrier lifts, counted.
     pub(super) fn lift_expired_barrier(&mut self) {
-        if self.barriers > 0 && self.barrier_since.elapsed() > BARRIER_DEADLINE {
-            self.barriers = 0;
+        if self.barrier.lift_expired(Instant::now()) {
             self.barrier_failures += 1;
         }
     }
 }
 
-/// Pushes a barrier marker to `core`; markers are never dropped while the ring has room soon.
-fn push_marker(peers: &[Peer], core: u16, mut marker: HopPacket) -> bool {
-    let Some(peer) = peers.get(usize::from(core)) else { return false };
-    // The ring drains in microseconds; a bounded wait keeps the barrier (and no packet is lost
-    // if it fails: only the ordering guarantee is weakened, and counted).
-    for _ in 0..100_000 {
-        match peer.hops.push(marker) {
-            Ok(()) => {
-                peer.doorbell.ring();
-                return true;
-            }
-            Err(m) => {
-                marker = m;
+/// The import barrier of one core: raised once per router imported, lowered when that import's
+/// marker comes home (or could not be sent), lifted whole when the oldest pending one is past
+/// `BARRIER_DEADLINE`. Model-checked with the marker's round trip in `loom_models::barrier`.
+#[derive(Debug)]
+pub(super) struct Barrier {
+    /// Markers out: while non-zero, the core reads no socket.
+    pending: u32,
+    /// When the first pending marker was sent.
+    since: Instant,
+}
+
+impl Barrier {
+    pub(super) fn new(now: Instant) -> Barrier {
+        Barrier { pending: 0, since: now }
+    }
+
+    #[inline]
+    pub(super) fn is_up(&self) -> bool {
+        self.pending > 0
+    }
+
+    /// An import: one marker more to wait for.
+    pub(super) fn raise(&mut self, now: Instant) {
+        if self.pending == 0 {
+            self.since = now;
+        }
+        self.pending += 1;
+    }
+
+    /// A marker came home, or could not be sent: one fewer.
+    pub(super) fn lower(&mut self) {
+        self.pending = self.pending.saturating_sub(1);
+    }
+
+    /// Lifts the barrier if it has been up longer than `BARRIER_DEADLINE` at `now`: true if it
+    /// did (the caller counts it; markers still out are then ignored when they come home).
+    pub(super) fn lift_expired(&mut self, now: Instant) -> bool {
+        if self.pending > 0 && now.saturating_duration_since(self.since) > BARRIER_DEADLINE {
+            self.pending = 0;
+            return true;
+        }
+        false
+    }
+}
+
+/// Tries to push `item` up to `tries` times, spinning between tries on a full ring; gives it
+/// back if the ring stayed full.
+pub(super) fn push_bounded<T>(
+    mut item: T,
+    tries: usize,
+    mut push: impl FnMut(T) -> Result<(), T>,
+) -> Result<(), T> {
+    for _ in 0..tries {
+        match push(item) {
+            Ok(()) => return Ok(()),
+            Err(back) => {
+                item = back;
                 std::hint::spin_loop();
             }
         }
     }
-    false
+    Err(item)
+}
+
+/// Pushes a barrier marker to `core`; markers are never dropped while the ring has room soon.
+// The ring gives a refused packet back by value (`ArrayQueue::push`); nothing is boxed per push.
+#[allow(clippy::result_large_err)]
+fn push_marker(peers: &[Peer], core: u16, marker: HopPacket) -> bool {
+    let Some(peer) = peers.get(usize::from(core)) else { return false };
+    // The ring drains in microseconds; a bounded wait keeps the barrier (and no packet is lost
+    // if it fails: only the ordering guarantee is weakened, and counted).
+    if push_bounded(marker, 100_000, |m| peer.hops.push(m)).is_err() {
+        return false;
+    }
+    peer.doorbell.ring();
+    true
 }
 
 impl CoreState {
@@ -195,7 +242,7 @@ impl CoreState {
             let RouterExport { id, router, sockets, frozen_at, from } = export;
             // Raised before the moved sockets join the epoll set: the run loop must not read
             // them before it lifts.
-            self.handoff.raise_barrier();
+            self.handoff.barrier.raise(Instant::now());
             for key in router.shared_port_keys() {
                 // This core owns the flow now: no steering for it here. The kernel keeps
                 // steering it to the old owner until that core switches it (step 3).
@@ -217,7 +264,7 @@ impl CoreState {
             // arrived may still sit in the old owner's ring: until the marker sent now comes back
             // through it, this core reads no socket, so nothing overtakes them.
             if !push_marker(&self.hops.peers, from, HopPacket::marker(self.index as u16)) {
-                self.handoff.barriers = self.handoff.barriers.saturating_sub(1);
+                self.handoff.barrier.lower();
                 self.handoff.barrier_failures += 1;
             }
             self.publish();
@@ -238,7 +285,7 @@ impl CoreState {
     pub(super) fn on_marker(&mut self, origin: u16, marker: HopPacket) {
         if usize::from(origin) == self.index {
             // Back home (step 4): one barrier fewer.
-            self.handoff.barriers = self.handoff.barriers.saturating_sub(1);
+            self.handoff.barrier.lower();
             return;
         }
         // Core `origin` has imported a router from here (step 3): switch the kernel steering of
@@ -263,7 +310,7 @@ impl CoreState {
             return;
         }
         let me = self.index as u16;
-        let (shard, barriers) = (&self.shard, self.handoff.barriers);
+        let (shard, behind) = (&self.shard, self.handoff.barrier.is_up());
         let mut due = Vec::new();
         self.handoff.pending_switch.retain(|p| {
             if p.to != origin {
@@ -271,7 +318,7 @@ impl CoreState {
             }
             // Settled: no barrier here, the router not moved on since, and the kernel steers the
             // flow here now — so this core's socket is where its backlog is.
-            let settled = barriers == 0
+            let settled = !behind
                 && shard.steering_of(&p.key) == Some((p.router, origin))
                 && kernel.lookup(&p.key) == Some(me);
             if settled {
@@ -304,5 +351,38 @@ impl CoreState {
         }
         // Before the next carried datagram reuses the output buffer.
         self.flush_outputs();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Raised per import, lowered per marker home; the deadline runs from the first pending
+    /// marker and lifts every one of them at once, reported once.
+    #[test]
+    fn barrier_counts_markers_and_lifts_past_its_deadline() {
+        let t0 = Instant::now();
+        let mut b = Barrier::new(t0);
+        assert!(!b.is_up());
+        b.raise(t0);
+        b.raise(t0 + Duration::from_millis(150));
+        b.lower();
+        assert!(b.is_up(), "one marker still out");
+        assert!(!b.lift_expired(t0 + BARRIER_DEADLINE), "not past the deadline of the first");
+        assert!(b.lift_expired(t0 + BARRIER_DEADLINE + Duration::from_millis(1)));
+        assert!(!b.is_up());
+        assert!(!b.lift_expired(t0 + BARRIER_DEADLINE * 10), "lifted once");
+        b.lower();
+        assert!(!b.is_up(), "a late marker after the lift changes nothing");
+        let mut ok = 0;
+        assert!(push_bounded(7, 3, |v| if ok < 2 {
+            ok += 1;
+            Err(v)
+        } else {
+            Ok(())
+        })
+        .is_ok());
+        assert_eq!(push_bounded(7, 2, Err), Err(7), "a ring that stays full gives it back");
     }
 }

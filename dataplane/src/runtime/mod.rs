@@ -11,7 +11,8 @@
 //! - `handoff.rs`: the live handoff, top to bottom (export, import ring, barrier markers, the
 //!   kernel-steering switch);
 //! - `hop.rs`: datagrams carried between cores through their bounded hop rings;
-//! - `egress.rs`: the output buffer and the sends, one `sendmmsg` run per egress socket.
+//! - `egress.rs`: the output buffer and the sends, one `sendmmsg` run per egress socket;
+//! - `panic_policy.rs`: a panic on a core aborts the process, logged with the core's name.
 //!
 //! Nothing here is shared with other cores but the rings and the published statistics (stored
 //! between batches, never per packet).
@@ -20,6 +21,10 @@ mod apply;
 mod egress;
 mod handoff;
 mod hop;
+#[cfg(test)]
+#[cfg(loom)]
+mod loom_models;
+mod panic_policy;
 mod run_loop;
 mod state;
 
@@ -57,6 +62,7 @@ pub struct DataPlane {
 impl DataPlane {
     /// Binds the shared port on every core and starts the cores; returns once each is running.
     pub fn start(config: DataPlaneConfig) -> std::io::Result<DataPlane> {
+        panic_policy::install();
         let n = config.cpus.len().max(1);
         let mut opts = config.socket_options.clone();
         opts.reuse_port = true;
@@ -134,6 +140,7 @@ impl DataPlane {
                 .name(&format!("shardcast-core-{index}"))
                 .io_memory(1 << 20)
                 .spawn(move || async move {
+                    panic_policy::enter_core(index);
                     if let Err(e) = crate::io::set_current_thread_policy(sched_policy) {
                         let _ = ready.send(Err(format!("core {index}: cores.data_plane_policy: {e}")));
                         return;

@@ -14,6 +14,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use shardcast_core::command::SocketId;
+use shardcast_core::drop_reason::DropReason;
 use shardcast_core::shard::{Datagram, Verdict};
 
 use super::egress::{OUTPUT_CAPACITY, OUTPUT_HEADROOM};
@@ -114,6 +115,15 @@ impl CoreState {
         let now_us = started.duration_since(self.origin).as_micros() as u64;
         for i in first..first + n {
             let (data, source) = self.ingress.recv.get(i);
+            if self.ingress.recv.is_truncated(i) {
+                // Larger than a slot: the kernel cut it. Received and dropped whole, never
+                // forwarded cut (it counts in `packets_in`, so ingress stays balanced).
+                let c = self.shard.counters_mut();
+                c.packets_in += 1;
+                c.bytes_in += data.len() as u64;
+                c.drop(DropReason::Truncated);
+                continue;
+            }
             if self.egress.outputs.len() + OUTPUT_HEADROOM > OUTPUT_CAPACITY {
                 self.egress.send(&mut self.shard, &self.ingress.recv, &self.sockets);
             }

@@ -23,7 +23,8 @@ use crate::io::{Epoll, RecvBatch};
 use crate::plane::{CoreEvent, CoreHandle, CoreReply, CoreStats};
 use crate::steering::KernelSteering;
 
-/// Largest datagram a receive slot holds (bigger ones are truncated and counted malformed).
+/// Largest datagram a receive slot holds (a bigger one is cut by the kernel, flagged `MSG_TRUNC`,
+/// and dropped whole, counted `truncated`).
 const SLOT_SIZE: usize = 2048;
 
 /// Everything one core owns. Only the core's thread touches it: the run loop holds it by
