@@ -1,0 +1,24 @@
+//! The checks behind shardcast's fuzz targets.
+//!
+//! Each `fuzz_targets/<name>.rs` is one line calling `<module>::<name>(data)`; the checks live
+//! here so the regression tests (`tests/regressions.rs`, stable toolchain) replay the seed corpora
+//! and every recorded finding (`regressions/<target>/`) through exactly the code the fuzzer runs.
+//! A check panics (with the violated invariant) when an input breaks one; it never returns an
+//! error for "uninteresting" input.
+
+pub mod api;
+pub mod rtcp;
+pub mod rtp;
+pub mod seeds;
+pub mod shard;
+
+/// Every target, by name, and its check: what `run.sh`, the regression tests and the seed
+/// generator iterate over.
+pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+    ("rtp_parse_rewrite", rtp::rtp_parse_rewrite),
+    ("rtp_extensions", rtp::rtp_extensions),
+    ("rtcp_compound", rtcp::rtcp_compound),
+    ("shard_forward", shard::shard_forward),
+    ("shard_commands", shard::shard_commands),
+    ("api_request", api::api_request),
+];
