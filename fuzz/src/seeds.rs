@@ -306,3 +306,25 @@ fn api_request() -> Vec<(String, Vec<u8>)> {
         ("not_json".into(), body(2, "{listen_ip: 1}")),
     ]
 }
+
+/// Hand-built reproductions of known findings (`regressions/known/<target>/<name>`; see
+/// `regressions/KNOWN.md`); the ones the fuzzer found are kept as it wrote them.
+pub fn known_findings() -> Vec<(&'static str, String, Vec<u8>)> {
+    let p1 = |seq| rtp(1111, seq, u32::from(seq) * 3000, 96, b"video payload");
+    let stream: Vec<u8> =
+        [&[0u8][..], &(1..=17).flat_map(|s| dgram(1, 0, 1, &p1(s))).collect::<Vec<u8>>()].concat();
+    // Consumer 10 (SSRC 5010, remote 127.0.1.10:6010 on socket 10) NACKs 64 × (PID 1, BLP 0xFFFF):
+    // sequence numbers 1..=17, all in the store, 64 times over, in one 268-byte datagram.
+    let mut nack = NackRepr::from_lost(42, 5010, &[]);
+    for _ in 0..64 {
+        nack.pairs.push((1, 0xFFFF)).expect("64 fit");
+    }
+    let nack = emit_with(|b| nack.emit(b));
+    // Producer 1 (127.0.0.1:5000 on socket 1) sends a compound of 50 sender reports of its SSRC.
+    let sr = emit_with(|b| SenderReportRepr { ssrc: 1111, ..SenderReportRepr::default() }.emit(b));
+    let srs: Vec<u8> = std::iter::repeat_n(&sr[..], 50).flatten().copied().collect();
+    vec![
+        ("shard_forward", "nack_amplification".into(), [stream.clone(), dgram(10, 2, 1, &nack)].concat()),
+        ("shard_forward", "sr_amplification".into(), [stream, dgram(1, 0, 1, &srs)].concat()),
+    ]
+}

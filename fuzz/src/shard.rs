@@ -3,7 +3,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::{Ipv6Addr, SocketAddr};
-use std::sync::Once;
 
 use shardcast_core::command::{
     BatchReply, Command, CommandBatch, ConsumerOptions, Outcome, PlainTransportOptions, ProducerOptions,
@@ -16,6 +15,8 @@ use shardcast_core::rtcp::RtcpCompound;
 use shardcast_core::rtp::{RtpPacket, FIXED_HEADER_LEN};
 use shardcast_core::shard::{Datagram, Output, OutputSink, PayloadRef, Shard, Verdict, OUTPUT_HEADER_MAX};
 use shardcast_core::testutil::Room;
+
+use crate::tolerated;
 use shardcast_core::transport::Remote;
 
 /// The bound on outputs per input datagram is
@@ -35,19 +36,6 @@ pub const KEYFRAME_REQUESTS_PER_PRODUCER: usize = 1;
 /// Known, being fixed by the lead (see `fuzz/README.md`, `regressions/shard_forward/`); the
 /// check stays strict, and `SHARDCAST_FUZZ_KNOWN=rtcp_amplification` skips it loudly meanwhile.
 pub const NACK_OUTPUTS_PER_DATAGRAM: usize = 64 + 16;
-
-/// Known, reported findings that a run may be told to tolerate (comma-separated names in the
-/// environment variable `SHARDCAST_FUZZ_KNOWN`), so a shake-out run explores past them. Each
-/// tolerated check is announced on stderr once; `run.sh` never sets it.
-fn tolerated(name: &str) -> bool {
-    static ANNOUNCE: Once = Once::new();
-    let known = std::env::var("SHARDCAST_FUZZ_KNOWN").unwrap_or_default();
-    if known.is_empty() {
-        return false;
-    }
-    ANNOUNCE.call_once(|| eprintln!("shardcast-fuzz: NOT checking known findings: {known}"));
-    known.split(',').any(|k| k.trim() == name)
-}
 
 /// An output sink of a given capacity that remembers what it refused.
 struct Sink {

@@ -43,6 +43,20 @@ fn committed_seeds_are_what_the_generator_builds() {
     }
 }
 
+/// Known findings (`regressions/known/`, `regressions/KNOWN.md`) still fail their check; when one
+/// passes, it was fixed: move it to `regressions/<target>/` and its entry out of KNOWN.md.
+#[test]
+fn known_findings_still_reproduce() {
+    let known = Path::new(env!("CARGO_MANIFEST_DIR")).join("regressions/known");
+    for (target, check) in shardcast_fuzz::TARGETS {
+        for path in files(&known.join(target), "") {
+            let bytes = std::fs::read(&path).expect("readable");
+            let fixed = std::panic::catch_unwind(|| check(&bytes)).is_ok();
+            assert!(!fixed, "{} passes now: move it to regressions/{target}/", path.display());
+        }
+    }
+}
+
 macro_rules! target_tests {
     ($($name:ident),*) => {$(
         mod $name {
