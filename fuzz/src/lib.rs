@@ -12,9 +12,12 @@ pub mod rtp;
 pub mod seeds;
 pub mod shard;
 
+/// A target's check: panics when the input breaks an invariant.
+pub type Check = fn(&[u8]);
+
 /// Every target, by name, and its check: what `run.sh`, the regression tests and the seed
 /// generator iterate over.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Check); 6] = [
     ("rtp_parse_rewrite", rtp::rtp_parse_rewrite),
     ("rtp_extensions", rtp::rtp_extensions),
     ("rtcp_compound", rtcp::rtcp_compound),

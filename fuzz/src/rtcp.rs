@@ -94,7 +94,7 @@ fn check_one(packet: &RtcpPacket<'_>, raw: &[u8]) -> Parsed {
             assert_eq!(&repr.pairs[..], &pairs[..pairs.len().min(64)], "parse keeps the first 64 pairs");
             let out = emit(&Parsed::Nack(repr.clone()));
             if pairs.len() <= 64 && raw[0] & 0x20 == 0 {
-                assert_eq!(&out[..], &raw[..], "NACK emit reproduces the packet");
+                assert_eq!(&out[..], raw, "NACK emit reproduces the packet");
             }
             assert_eq!(NackRepr::parse(&Nack::new_checked(&out).expect("valid")), repr);
             let mut fb = raw.to_vec();

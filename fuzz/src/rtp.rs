@@ -277,17 +277,20 @@ fn wrap(profile: u16, block: &[u8]) -> Vec<u8> {
     v
 }
 
+/// `(id, data)` extension elements.
+type Elements<'a> = Vec<(u8, &'a [u8])>;
+
 /// RFC 8285 §4.2 (one-byte) and §4.3 (two-byte), written from the RFC: `None` if an element
 /// runs past the block; other profiles carry no elements. ID 0 is reserved for padding: a
 /// one-byte header octet with ID 0 is one padding octet whatever its length bits (as libwebrtc's
 /// `RtpPacket::ParseBuffer` reads it), never an element. Also says whether it met such an octet.
-fn reference_walk(profile: u16, block: &[u8]) -> (Option<Vec<(u8, &[u8])>>, bool) {
+fn reference_walk(profile: u16, block: &[u8]) -> (Option<Elements<'_>>, bool) {
     let mut id_zero = false;
     let walk = walk(profile, block, &mut id_zero);
     (walk, id_zero)
 }
 
-fn walk<'a>(profile: u16, block: &'a [u8], id_zero: &mut bool) -> Option<Vec<(u8, &'a [u8])>> {
+fn walk<'a>(profile: u16, block: &'a [u8], id_zero: &mut bool) -> Option<Elements<'a>> {
     let one = profile == ONE_BYTE_PROFILE;
     let two = profile & TWO_BYTE_PROFILE_MASK == 0x1000;
     let mut v = Vec::new();

@@ -499,8 +499,8 @@ fn command(b: &mut Bytes<'_>) -> Command {
         0 => Command::CreateRouter { router },
         1 => Command::CloseRouter { router },
         2 => {
-            let remote = if b.u8() % 2 == 0 { Some(b.pick(&cmd_remotes())) } else { None };
-            let comedia = b.u8() % 2 == 0;
+            let remote = if b.u8().is_multiple_of(2) { Some(b.pick(&cmd_remotes())) } else { None };
+            let comedia = b.u8().is_multiple_of(2);
             Command::CreatePlainTransport {
                 router,
                 transport,
@@ -514,11 +514,11 @@ fn command(b: &mut Bytes<'_>) -> Command {
             transport,
             producer,
             options: ProducerOptions {
-                kind: if b.u8() % 2 == 0 { MediaKind::Audio } else { MediaKind::Video },
+                kind: if b.u8().is_multiple_of(2) { MediaKind::Audio } else { MediaKind::Video },
                 ssrc: Ssrc(b.pick(&CMD_SSRCS)),
                 payload_type: PayloadType(b.pick(&CMD_PTS)),
                 clock_rate: b.pick(&CMD_CLOCKS),
-                paused: b.u8() % 4 == 0,
+                paused: b.u8().is_multiple_of(4),
             },
         },
         6 => Command::CloseProducer { router, producer },
@@ -532,14 +532,14 @@ fn command(b: &mut Bytes<'_>) -> Command {
                 producer,
                 ssrc: Ssrc(1000 + b.pick(&CMD_SSRCS)),
                 payload_type: PayloadType(b.pick(&CMD_PTS)),
-                paused: b.u8() % 4 == 0,
+                paused: b.u8().is_multiple_of(4),
             },
         },
         10 => Command::CloseConsumer { router, consumer },
         11 => Command::PauseConsumer { router, consumer },
         12 => Command::ResumeConsumer { router, consumer },
         _ => {
-            let key = if b.u8() % 2 == 0 {
+            let key = if b.u8().is_multiple_of(2) {
                 SteerKey::Remote(b.pick(&cmd_remotes()))
             } else {
                 SteerKey::Ssrc(Ssrc(b.pick(&CMD_SSRCS)))
@@ -755,7 +755,7 @@ pub fn shard_commands(data: &[u8]) {
 
 fn operation(shard: &mut Shard, b: &mut Bytes<'_>, n: u8, fresh: &mut u16, now_us: u64) {
     let router = RouterId(b.pick(&CMD_ROUTERS));
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         // A handoff and back: the router is the same afterwards.
         let before = dump(shard);
         if let Some(r) = shard.take_router(router) {
