@@ -18,10 +18,17 @@ if ! [[ $secs =~ ^[0-9]+$ ]] || (( secs == 0 )); then
     echo "usage: fuzz/run.sh [SECONDS] [TARGET...]" >&2
     exit 2
 fi
+all=(rtp_parse_rewrite rtp_extensions rtcp_compound shard_forward shard_commands api_request)
 targets=("$@")
 if (( ${#targets[@]} == 0 )); then
-    targets=(rtp_parse_rewrite rtp_extensions rtcp_compound shard_forward shard_commands api_request)
+    targets=("${all[@]}")
 fi
+for t in "${targets[@]}"; do
+    if [[ " ${all[*]} " != *" $t "* ]]; then
+        echo "fuzz: unknown target $t (targets: ${all[*]})" >&2
+        exit 2
+    fi
+done
 
 if ! cargo +nightly --version >/dev/null 2>&1; then
     echo "fuzz: SKIPPED: no nightly toolchain (rustup toolchain install nightly)"
@@ -37,7 +44,7 @@ fi
 
 # The fuzz crate's own target dir: sanitizer flags would rebuild a shared one from scratch.
 export CARGO_TARGET_DIR="$PWD/target"
-echo "fuzz: building ${#targets[@]} targets (nightly, address sanitizer, release)"
+echo "fuzz: building the targets (nightly, address sanitizer, release), then ${#targets[@]} × ${secs} s"
 if ! cargo +nightly fuzz build -O >build.log 2>&1; then
     tail -30 build.log
     echo "fuzz: BUILD FAILED (fuzz/build.log)"
