@@ -211,6 +211,7 @@ fn shard_forward() -> Vec<(String, Vec<u8>)> {
         ("nack_fir_from_consumer", [stream.clone(), dgram(10, 2, 1, &get("rr_nack_fir"))].concat()),
         ("steered", [vec![0], dgram(0, 10, 0, &p1(1)), dgram(0, 9, 0, &rtp(9999, 1, 0, 96, b"x"))].concat()),
         ("small_sink", [&[2u8][..], &stream].concat()),
+        ("nack_four_full_pairs", nack_four_full_pairs()),
         (
             "wrong_sources_and_garbage",
             [
@@ -225,6 +226,19 @@ fn shard_forward() -> Vec<(String, Vec<u8>)> {
         ),
     ];
     seeds.into_iter().map(|(n, b)| (n.to_string(), b)).collect()
+}
+
+/// 17 packets of producer 1, then consumer 10 NACKs `(PID 1, BLP 0xFFFF)` four times: 68
+/// retransmissions, under the bound (93) but near it.
+fn nack_four_full_pairs() -> Vec<u8> {
+    let p1 = |seq| rtp(1111, seq, u32::from(seq) * 3000, 96, b"video payload");
+    let stream: Vec<u8> = (1..=17).flat_map(|s| dgram(1, 0, 1, &p1(s))).collect();
+    let mut nack = NackRepr::from_lost(42, 5010, &[]);
+    for _ in 0..4 {
+        nack.pairs.push((1, 0xFFFF)).expect("fits");
+    }
+    let nack = emit_with(|b| nack.emit(b));
+    [vec![0], stream, dgram(10, 2, 1, &nack)].concat()
 }
 
 /// Encodes one command for `shard::command` (indexes into its id tables).
