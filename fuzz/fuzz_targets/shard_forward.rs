@@ -1,0 +1,3 @@
+#![no_main]
+//! See `shardcast_fuzz::shard::shard_forward` for the input format and the invariants checked.
+libfuzzer_sys::fuzz_target!(|data: &[u8]| shardcast_fuzz::shard::shard_forward(data));
