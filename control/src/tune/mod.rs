@@ -106,6 +106,7 @@ pub fn report(host: &HostFacts, config: &Config) -> Report {
         allowed: host.allowed_cpus(),
     };
     let mut checks = Vec::new();
+    // The table's order: `render`, `--json` and the tests see the rows in this order.
     for check in [
         cpu::cpus,
         cpu::smt,
