@@ -21,4 +21,5 @@ pub use mmsg::{RecvBatch, SendBatch, SendResult, SendScope};
 pub use reuseport_bpf::{KernelKey, ReuseportSteering};
 pub use sockopt::set_buffer_forced;
 pub use thread::{memlock_limit, pin_current_thread, poll_readable, raise_memlock, stop_on_signals};
+pub use thread::{nofile_limit, raise_nofile};
 pub use uring::{UringCounts, UringRelay};
