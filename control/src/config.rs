@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::Placement;
+use crate::model::{Placement, Quotas};
 
 /// The embedded default: runs on a fresh machine.
 pub const DEFAULT_TOML: &str = include_str!("../../tuning/default.toml");
@@ -32,6 +32,9 @@ pub struct Config {
     /// Enables test hooks (`StallCore`); never in production.
     #[serde(default)]
     pub allow_test_hooks: bool,
+    /// How many objects the daemon and each router may hold (`model::Quotas`).
+    #[serde(default)]
+    pub quotas: Quotas,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -61,6 +64,11 @@ pub struct MediaConfig {
     /// CAP_BPF, else a warning and software hops). Absent: on.
     #[serde(default = "default_true")]
     pub kernel_steering: bool,
+    /// Addresses API callers may give as a transport's `listen_ip`. Empty (the default): the
+    /// shared port's IP (`listen`) and loopback. Explicit transport ports must lie in
+    /// `port_range`; nothing binds below 1024.
+    #[serde(default)]
+    pub allowed_listen_ips: Vec<IpAddr>,
 }
 
 fn default_true() -> bool {
@@ -83,6 +91,34 @@ pub struct ApiConfig {
     pub event_buffer: usize,
     /// API calls queued for the control thread before callers get "busy".
     pub queue: usize,
+    /// A request's head must arrive within this, counted from when the connection waits for it
+    /// (accepted, or the previous response sent): a slow or silent connection is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// A request (its body and the call) must be answered within this, else 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// Open API connections at most; more wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// File descriptors kept for media sockets: `max_connections` is lowered at start so that
+    /// RLIMIT_NOFILE minus the connections leaves at least this many.
+    #[serde(default = "default_media_fd_reserve")]
+    pub media_fd_reserve: usize,
+}
+
+fn default_header_timeout() -> u64 {
+    5_000
+}
+fn default_request_timeout() -> u64 {
+    10_000
+}
+fn default_max_connections() -> usize {
+    1_024
+}
+fn default_media_fd_reserve() -> usize {
+    // The default transports quota plus the cores' own descriptors.
+    Quotas::default().transports + 512
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +188,19 @@ impl Config {
         }
         if !(0.0..=1.0).contains(&self.rebalancer.threshold) {
             return Err("rebalancer.threshold is a fraction of one core, 0..=1".into());
+        }
+        if lo != 0 && lo < 1024 {
+            return Err(format!("media.port_range ({lo}, {hi}) must not include privileged ports (< 1024)"));
+        }
+        let api = &self.api;
+        if api.header_timeout_ms == 0 || api.max_connections == 0 {
+            return Err("api.header_timeout_ms and api.max_connections must be positive".into());
+        }
+        if api.request_timeout_ms <= api.request_deadline_ms {
+            return Err(format!(
+                "api.request_timeout_ms ({}) must exceed api.request_deadline_ms ({}): a call waits that long for the control thread",
+                api.request_timeout_ms, api.request_deadline_ms
+            ));
         }
         Ok(())
     }

@@ -32,7 +32,8 @@ impl Model {
         comedia: bool,
     ) -> Result<Plan, ApiError> {
         let core = self.router(router)?.core;
-        let id = TransportId(self.id());
+        self.admit_transport(router)?;
+        let id = TransportId(self.id()?);
         let entry = TransportEntry {
             router,
             socket,
