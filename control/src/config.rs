@@ -114,11 +114,11 @@ fn default_request_timeout() -> u64 {
     10_000
 }
 fn default_max_connections() -> usize {
-    1_024
+    4_096
 }
 fn default_media_fd_reserve() -> usize {
-    // The default transports quota plus the cores' own descriptors.
-    Quotas::default().transports + 512
+    // The default transports quota (one socket each) plus the cores' own descriptors.
+    Quotas::default().transports + 384
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

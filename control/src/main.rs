@@ -35,6 +35,9 @@ struct Cli {
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
+    /// Serve the API on a non-loopback address without a token (refused otherwise).
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -70,7 +73,11 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::from(2);
     }
     if cli.print_config {
-        match toml::to_string(&config) {
+        let mut shown = config.clone();
+        if shown.api.token.is_some() {
+            shown.api.token = Some("<redacted>".into());
+        }
+        match toml::to_string(&shown) {
             Ok(t) => print!("{t}"),
             Err(e) => eprintln!("shardcast: {e}"),
         }
@@ -91,6 +98,34 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(1);
             }
         }
+    }
+
+    // API connections and media sockets share one descriptor table: raise it, keep a reserve
+    // for media, and refuse an open API (non-loopback without a token) unless asked for.
+    match shardcast_dataplane::io::raise_nofile() {
+        Ok((before, after)) => {
+            info!("RLIMIT_NOFILE {after} (was {before})");
+            let api = &mut config.api;
+            let (cap, why) =
+                shardcast::http::connection_cap(api.max_connections, api.media_fd_reserve, after);
+            api.max_connections = cap;
+            if let Some(why) = why {
+                warn!("{why}");
+            }
+        }
+        Err(e) => warn!(
+            "cannot raise RLIMIT_NOFILE ({e}): API connections and media sockets share the current limit"
+        ),
+    }
+    if !config.api.listen.ip().is_loopback() && config.api.token.is_none() {
+        if !cli.insecure {
+            error!("the API would listen on {} without a token: set --token (or api.token), listen on loopback, or pass --insecure", config.api.listen);
+            return std::process::ExitCode::from(2);
+        }
+        warn!(
+            "the API listens on {} without a token (--insecure): anyone who reaches it controls the daemon",
+            config.api.listen
+        );
     }
 
     info!(cores = ?config.data_plane_cpus(), media = %config.media.listen, api = %config.api.listen, "starting");
@@ -120,8 +155,9 @@ fn main() -> std::process::ExitCode {
     drop(out);
     info!(api = %server.addr(), media = %sc.shared_addr(), "ready");
 
-    wait_for_signal();
-    info!("shutting down");
+    let signals = signals();
+    let _ = signals.recv();
+    info!("shutting down (a second SIGTERM or SIGINT exits at once)");
     server.stop(Duration::from_secs(2));
     match sc.shutdown(Duration::from_secs(3)) {
         Ok(()) => {
@@ -135,17 +171,40 @@ fn main() -> std::process::ExitCode {
     }
 }
 
-/// Blocks until SIGTERM or SIGINT.
-fn wait_for_signal() {
-    let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else { return };
-    rt.block_on(async {
-        let Ok(mut term) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) else {
-            let _ = tokio::signal::ctrl_c().await;
+/// Watches SIGTERM and SIGINT on a thread of its own: the first is sent on the returned channel
+/// (the orderly shutdown), a second one exits the process at once (a shutdown stuck behind a
+/// stalled core must not need SIGKILL). The handlers stay installed throughout, so no signal
+/// falls between two registrations.
+fn signals() -> std::sync::mpsc::Receiver<()> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let watch = move || {
+        let Ok(rt) = tokio::runtime::Builder::new_current_thread().enable_all().build() else {
+            let _ = tx.send(());
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    });
+        rt.block_on(async {
+            use tokio::signal::unix::{signal, SignalKind};
+            let (Ok(mut term), Ok(mut int)) =
+                (signal(SignalKind::terminate()), signal(SignalKind::interrupt()))
+            else {
+                let _ = tx.send(());
+                return;
+            };
+            for seen in 0.. {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+                if seen > 0 {
+                    error!("second signal during shutdown: exiting now");
+                    std::process::exit(130);
+                }
+                let _ = tx.send(());
+            }
+        });
+    };
+    if std::thread::Builder::new().name("shardcast-signals".into()).spawn(watch).is_err() {
+        error!("cannot start the signal thread");
+    }
+    rx
 }

@@ -33,7 +33,7 @@ impl Default for Quotas {
     fn default() -> Self {
         Quotas {
             routers: 10_000,
-            transports: 20_000,
+            transports: 16_000,
             transports_per_router: 1_000,
             producers: 20_000,
             producers_per_router: 1_000,
