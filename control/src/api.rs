@@ -83,6 +83,8 @@ impl Shardcast {
             ring_capacity: config.ring_capacity,
             allow_test_hooks: config.allow_test_hooks,
             kernel_steering: config.media.kernel_steering,
+            sched_policy: config.data_plane_policy(),
+            rtcp_limits: config.rtcp.limits(),
             ..DataPlaneConfig::default()
         };
         let plane = DataPlane::start(plane_config).map_err(|e| StartError(format!("data plane: {e}")))?;
@@ -93,7 +95,9 @@ impl Shardcast {
         let events = EventBus::new(config.api.event_buffer);
         let (tx, rx) = bounded(config.api.queue);
         let controller = Controller::new(plane, config.clone(), metrics.clone(), events.clone());
-        let control_cpu = config.cores.control.filter(|_| config.cores.pin);
+        let control_cpu = config.control_cpu();
+        let policy = config.cores.control_policy.into();
+        let (started, start_rx) = bounded(1);
         std::thread::Builder::new()
             .name("shardcast-control".into())
             .spawn(move || {
@@ -102,9 +106,16 @@ impl Shardcast {
                         warn!("cannot pin the control thread to cpu {cpu}: {e}");
                     }
                 }
-                controller.run(rx);
+                let policy = shardcast_dataplane::io::set_current_thread_policy(policy);
+                let ok = policy.is_ok();
+                let _ =
+                    started.send(policy.map_err(|e| format!("control thread: cores.control_policy: {e}")));
+                if ok {
+                    controller.run(rx);
+                }
             })
             .map_err(|e| StartError(format!("control thread: {e}")))?;
+        start_rx.recv().map_err(|_| StartError("control thread exited".into()))?.map_err(StartError)?;
         Ok(Shardcast {
             tx,
             inner: Arc::new(Inner { config, metrics, events, cores, shared_addr, kernel_steering }),
@@ -140,6 +151,14 @@ impl Shardcast {
             Ok(Err(cores)) => Err(ApiError::core(format!("cores {cores:?} did not stop in time"))),
             Err(_) => Err(ApiError::core("shutdown did not finish in time")),
         }
+    }
+
+    /// Applies a reloaded config's rebalancer settings (the control thread takes them between
+    /// two calls).
+    pub fn set_rebalancer(&self, rebalancer: crate::config::RebalancerConfig) -> Result<(), ApiError> {
+        self.tx.send_timeout(Msg::SetRebalancer(rebalancer), self.inner.config.request_deadline()).map_err(
+            |_| ApiError::busy("the control thread did not take the new rebalancer settings in time"),
+        )
     }
 
     /// The shared port's kernel steering figures; `None` when it is off.
@@ -197,6 +216,7 @@ impl Shardcast {
             port: None,
             shared_port,
             comedia,
+            comedia_source: None,
         })? {
             Response::Transport { id, local } => Ok(TransportInfo { id, local }),
             other => Err(unexpected(other)),

@@ -1,58 +1,153 @@
 //! The daemon's configuration: TOML with an embedded default, overridden by the CLI.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use shardcast_core::shard::RtcpLimits;
+use shardcast_dataplane::io::SchedPolicy;
 
 use crate::model::{Placement, Quotas};
+use crate::pinning::{self, Finding, Pinning, Severity};
+use crate::tune::host::{cap, HostFacts};
 
 /// The embedded default: runs on a fresh machine.
 pub const DEFAULT_TOML: &str = include_str!("../../tuning/default.toml");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     pub cores: CoresConfig,
     pub media: MediaConfig,
     pub api: ApiConfig,
     pub rebalancer: RebalancerConfig,
-    #[serde(default = "default_log")]
+    pub rtcp: RtcpConfig,
+    /// error, warn, info, debug or trace, or an `EnvFilter` directive (`info,shardcast=debug`).
     pub log_level: String,
+    /// "text" (coloured only on a terminal) or "json" (one object per line, for log shippers).
+    pub log_format: LogFormat,
     /// Capacity of each control → core ring, in batches.
-    #[serde(default = "default_ring")]
     pub ring_capacity: usize,
     /// How new routers are placed on cores: "least_loaded" (fewest routers) or "round_robin".
-    #[serde(default)]
     pub placement: Placement,
     /// Seed for consumer SSRC allocation.
-    #[serde(default = "default_seed")]
     pub seed: u32,
     /// Enables test hooks (`StallCore`); never in production.
-    #[serde(default)]
     pub allow_test_hooks: bool,
     /// How many objects the daemon and each router may hold (`model::Quotas`).
-    #[serde(default)]
     pub quotas: Quotas,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CoresConfig {
-    /// CPUs of the data-plane cores, one core each. Empty: every CPU but the control one.
-    #[serde(default)]
-    pub data_plane: Vec<usize>,
-    /// Pin the data-plane cores (false: `data_plane.len()` unpinned cores).
-    #[serde(default = "yes")]
-    pub pin: bool,
-    /// CPU of the control thread (none: not pinned).
-    #[serde(default)]
-    pub control: Option<usize>,
+/// The log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// A thread's CPU: a CPU id, "first" (the lowest CPU the process may use) or "none" (not pinned).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "CpuChoiceRepr", into = "CpuChoiceRepr")]
+pub enum CpuChoice {
+    Cpu(usize),
+    First,
+    Unpinned,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum CpuChoiceRepr {
+    Cpu(i64),
+    Word(String),
+}
+
+impl TryFrom<CpuChoiceRepr> for CpuChoice {
+    type Error = String;
+    fn try_from(r: CpuChoiceRepr) -> Result<Self, String> {
+        match r {
+            CpuChoiceRepr::Cpu(n) => {
+                usize::try_from(n).map(CpuChoice::Cpu).map_err(|_| format!("cpu {n} is negative"))
+            }
+            CpuChoiceRepr::Word(w) if w == "first" => Ok(CpuChoice::First),
+            CpuChoiceRepr::Word(w) if w == "none" => Ok(CpuChoice::Unpinned),
+            CpuChoiceRepr::Word(w) => Err(format!(
+                "{w:?}: expected a CPU id, \"first\" (the lowest allowed CPU) or \"none\" (not pinned)"
+            )),
+        }
+    }
+}
+
+impl From<CpuChoice> for CpuChoiceRepr {
+    fn from(c: CpuChoice) -> Self {
+        match c {
+            CpuChoice::Cpu(n) => CpuChoiceRepr::Cpu(n as i64),
+            CpuChoice::First => CpuChoiceRepr::Word("first".into()),
+            CpuChoice::Unpinned => CpuChoiceRepr::Word("none".into()),
+        }
+    }
+}
+
+/// A thread kind's scheduling policy: "other" (SCHED_OTHER) or `{ fifo = 1..99 }` (SCHED_FIFO at
+/// that priority; needs CAP_SYS_NICE).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    #[default]
+    Other,
+    Fifo(u8),
+}
+
+impl From<Policy> for SchedPolicy {
+    fn from(p: Policy) -> SchedPolicy {
+        match p {
+            Policy::Other => SchedPolicy::Other,
+            Policy::Fifo(n) => SchedPolicy::Fifo(n),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
+pub struct CoresConfig {
+    /// CPUs of the data-plane cores, one core each. Empty: every allowed CPU but the control
+    /// and API ones (on `media.nic`'s NUMA node when it is known and `nic_local`).
+    pub data_plane: Vec<usize>,
+    /// Pin the threads (false: `data_plane.len()` unpinned cores, nothing pinned).
+    pub pin: bool,
+    /// CPU of the control thread.
+    pub control: CpuChoice,
+    /// CPU of the HTTP API thread (and its blocking pool).
+    pub api: CpuChoice,
+    /// The control or API CPU may also be a data-plane CPU (say so: it costs the core latency).
+    pub control_on_data_plane: bool,
+    /// Keep the default data-plane CPUs on `media.nic`'s NUMA node.
+    pub nic_local: bool,
+    /// Scheduling policy of the data-plane core threads.
+    pub data_plane_policy: Policy,
+    /// Scheduling policy of the control thread.
+    pub control_policy: Policy,
+}
+
+impl Default for CoresConfig {
+    fn default() -> Self {
+        CoresConfig {
+            data_plane: Vec::new(),
+            pin: true,
+            control: CpuChoice::First,
+            api: CpuChoice::First,
+            control_on_data_plane: false,
+            nic_local: true,
+            data_plane_policy: Policy::Other,
+            control_policy: Policy::Other,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct MediaConfig {
     /// Address of the shared media port (SO_REUSEPORT on every core); port 0 picks one.
     pub listen: SocketAddr,
@@ -60,10 +155,14 @@ pub struct MediaConfig {
     pub port_range: (u16, u16),
     pub recv_buffer: usize,
     pub send_buffer: usize,
+    /// A buffer the kernel would clamp (above `net.core.rmem_max`/`wmem_max` without
+    /// CAP_NET_ADMIN) is an error instead of a warning.
+    pub require_buffers: bool,
     /// Steer shared-port flows to their owner core in the kernel (reuseport eBPF; needs root or
-    /// CAP_BPF, else a warning and software hops). Absent: on.
-    #[serde(default = "default_true")]
+    /// CAP_BPF, else a warning and software hops).
     pub kernel_steering: bool,
+    /// The network interface media arrives on (`eth0`), for NUMA placement and `shardcast tune`.
+    pub nic: Option<String>,
     /// Addresses API callers may give as a transport's `listen_ip`. Empty (the default): the
     /// shared port's IP (`listen`) and loopback. Explicit transport ports must lie in
     /// `port_range`; nothing binds below 1024.
@@ -71,16 +170,26 @@ pub struct MediaConfig {
     pub allowed_listen_ips: Vec<IpAddr>,
 }
 
-fn default_true() -> bool {
-    true
+impl Default for MediaConfig {
+    fn default() -> Self {
+        MediaConfig {
+            listen: SocketAddr::from(([0, 0, 0, 0], 40000)),
+            port_range: (40100, 40999),
+            recv_buffer: 4 << 20,
+            send_buffer: 4 << 20,
+            require_buffers: false,
+            kernel_steering: true,
+            nic: None,
+            allowed_listen_ips: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct ApiConfig {
     pub listen: SocketAddr,
     /// Bearer token required on every call when set.
-    #[serde(default)]
     pub token: Option<String>,
     /// How long a core may take to apply a batch before the call fails naming it.
     pub core_deadline_ms: u64,
@@ -121,8 +230,26 @@ fn default_media_fd_reserve() -> usize {
     Quotas::default().transports + 384
 }
 
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8700)),
+            token: None,
+            core_deadline_ms: 1000,
+            request_deadline_ms: 3000,
+            max_body_bytes: 65536,
+            event_buffer: 1024,
+            queue: 1024,
+            header_timeout_ms: default_header_timeout(),
+            request_timeout_ms: default_request_timeout(),
+            max_connections: default_max_connections(),
+            media_fd_reserve: default_media_fd_reserve(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 pub struct RebalancerConfig {
     pub enabled: bool,
     pub interval_ms: u64,
@@ -132,90 +259,280 @@ pub struct RebalancerConfig {
     pub min_interval_ms: u64,
 }
 
-fn default_log() -> String {
-    "info".into()
-}
-fn default_ring() -> usize {
-    256
-}
-fn default_seed() -> u32 {
-    0x5eed
-}
-fn yes() -> bool {
-    true
-}
-
-impl Default for Config {
+impl Default for RebalancerConfig {
     fn default() -> Self {
-        // The embedded default is part of the binary and tested below.
-        Config::from_toml(DEFAULT_TOML).expect("embedded default config is valid")
+        RebalancerConfig { enabled: true, interval_ms: 1000, threshold: 0.25, min_interval_ms: 5000 }
     }
 }
 
+/// What peers' RTCP may make a core send (issue 12: NACK amplification); each excess is counted
+/// under its own drop reason.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RtcpConfig {
+    /// A packet is resent to one consumer, and a sequence number asked of its producer, at most
+    /// once per this interval (or the consumer's RTT, if longer).
+    pub nack_interval_ms: u64,
+    /// Retransmissions to a consumer are at most this fraction of the media bytes forwarded to
+    /// it (plus the burst).
+    pub retransmission_share: f64,
+    /// Retransmission bytes a consumer may draw at once after a quiet period.
+    pub retransmission_burst_bytes: u32,
+    /// Most retransmissions one incoming RTCP datagram may draw.
+    pub retransmissions_per_datagram: u32,
+    /// A producer's sender reports are fanned out at most once per this interval.
+    pub sender_report_interval_ms: u64,
+}
+
+impl Default for RtcpConfig {
+    fn default() -> Self {
+        let l = RtcpLimits::default();
+        RtcpConfig {
+            nack_interval_ms: l.nack_interval_us / 1000,
+            retransmission_share: f64::from(l.retransmission_share_permille) / 1000.0,
+            retransmission_burst_bytes: l.retransmission_burst_bytes,
+            retransmissions_per_datagram: l.retransmissions_per_datagram,
+            sender_report_interval_ms: l.sender_report_interval_us / 1000,
+        }
+    }
+}
+
+impl RtcpConfig {
+    /// The cores' limits.
+    pub fn limits(&self) -> RtcpLimits {
+        RtcpLimits {
+            nack_interval_us: self.nack_interval_ms.saturating_mul(1000),
+            retransmission_share_permille: (self.retransmission_share.clamp(0.0, 1.0) * 1000.0).round()
+                as u32,
+            retransmission_burst_bytes: self.retransmission_burst_bytes,
+            retransmissions_per_datagram: self.retransmissions_per_datagram,
+            sender_report_interval_us: self.sender_report_interval_ms.saturating_mul(1000),
+        }
+    }
+}
+
+/// The defaults of every field; `tuning/default.toml` spells them out (a test keeps them equal).
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cores: CoresConfig::default(),
+            media: MediaConfig::default(),
+            api: ApiConfig::default(),
+            rebalancer: RebalancerConfig::default(),
+            rtcp: RtcpConfig::default(),
+            log_level: "info".into(),
+            log_format: LogFormat::Text,
+            ring_capacity: 256,
+            placement: Placement::LeastLoaded,
+            seed: 24301,
+            allow_test_hooks: false,
+            quotas: Quotas::default(),
+        }
+    }
+}
+
+/// The fields a SIGHUP reload may change while running; any other change needs a restart.
+pub const RELOADABLE: &[&str] = &["log_level", "rebalancer"];
+
 impl Config {
-    /// Parses and validates a TOML config.
+    /// Parses a TOML config (every field optional) without checking it against the host.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| format!("config: {e}"))
+    }
+
+    /// Parses and validates a TOML config against this host.
     pub fn from_toml(text: &str) -> Result<Config, String> {
-        let c: Config = toml::from_str(text).map_err(|e| format!("config: {e}"))?;
+        let c = Config::parse(text)?;
         c.validate()?;
         Ok(c)
     }
 
     /// Reads a config file.
-    pub fn load(path: &PathBuf) -> Result<Config, String> {
+    pub fn load(path: &Path) -> Result<Config, String> {
         let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-        Config::from_toml(&text)
+        Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Checks what TOML's types cannot.
+    /// Checks the config against this host: `Err` lists every error (field, problem, fix).
     pub fn validate(&self) -> Result<(), String> {
-        let cpus = available_cpus();
-        for c in self.cores.data_plane.iter().chain(self.cores.control.iter()) {
-            if self.cores.pin && *c >= cpus {
-                return Err(format!("cpu {c} does not exist on this machine ({cpus} cpus)"));
-            }
+        self.validate_on(&HostFacts::current())
+    }
+
+    /// Checks the config against `host`.
+    pub fn validate_on(&self, host: &HostFacts) -> Result<(), String> {
+        let errors: Vec<String> = self
+            .check(host)
+            .into_iter()
+            .filter(|f| f.severity == Severity::Error)
+            .map(|f| f.to_string())
+            .collect();
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors.join("\n"))
         }
+    }
+
+    /// Everything wrong (errors) or unwise (warnings) with this config on `host`.
+    pub fn check(&self, host: &HostFacts) -> Vec<Finding> {
+        let (_, mut out) = pinning::resolve(&self.cores, self.media.nic.as_deref(), host);
         let (lo, hi) = self.media.port_range;
         if lo > hi || (lo == 0) != (hi == 0) {
-            return Err(format!(
-                "media.port_range ({lo}, {hi}) must be (low, high) with low <= high, or (0, 0)"
+            out.push(Finding::error(
+                "media.port_range",
+                format!("({lo}, {hi}) is not a range"),
+                "write [low, high] with low <= high, or [0, 0] for ephemeral ports",
             ));
         }
-        if self.api.core_deadline_ms == 0 || self.api.request_deadline_ms == 0 {
-            return Err("api deadlines must be positive".into());
-        }
-        if self.ring_capacity == 0 || self.api.queue == 0 || self.api.event_buffer == 0 {
-            return Err("ring_capacity, api.queue and api.event_buffer must be positive".into());
-        }
-        if !(0.0..=1.0).contains(&self.rebalancer.threshold) {
-            return Err("rebalancer.threshold is a fraction of one core, 0..=1".into());
-        }
-        if lo != 0 && lo < 1024 {
-            return Err(format!("media.port_range ({lo}, {hi}) must not include privileged ports (< 1024)"));
-        }
-        let api = &self.api;
-        if api.header_timeout_ms == 0 || api.max_connections == 0 {
-            return Err("api.header_timeout_ms and api.max_connections must be positive".into());
-        }
-        if api.request_timeout_ms <= api.request_deadline_ms {
-            return Err(format!(
-                "api.request_timeout_ms ({}) must exceed api.request_deadline_ms ({}): a call waits that long for the control thread",
-                api.request_timeout_ms, api.request_deadline_ms
-            ));
-        }
-        Ok(())
-    }
-
-    /// The data-plane cores: `Some(cpu)` when pinned.
-    pub fn data_plane_cpus(&self) -> Vec<Option<usize>> {
-        let mut cpus = self.cores.data_plane.clone();
-        if cpus.is_empty() {
-            let n = available_cpus();
-            cpus = (0..n).filter(|c| Some(*c) != self.cores.control).collect();
-            if cpus.is_empty() {
-                cpus.push(0);
+        for (field, v) in [
+            ("api.core_deadline_ms", self.api.core_deadline_ms),
+            ("api.request_deadline_ms", self.api.request_deadline_ms),
+        ] {
+            if v == 0 {
+                out.push(Finding::error(
+                    field,
+                    "api deadlines must be positive",
+                    "set it to a number of milliseconds > 0",
+                ));
             }
         }
-        cpus.into_iter().map(|c| self.cores.pin.then_some(c)).collect()
+        for (field, v) in [
+            ("ring_capacity", self.ring_capacity),
+            ("api.queue", self.api.queue),
+            ("api.event_buffer", self.api.event_buffer),
+        ] {
+            if v == 0 {
+                out.push(Finding::error(
+                    field,
+                    "must be positive",
+                    "set it to 1 or more (the default is in tuning/default.toml)",
+                ));
+            }
+        }
+        if !(0.0..=1.0).contains(&self.rtcp.retransmission_share) {
+            out.push(Finding::error(
+                "rtcp.retransmission_share",
+                "is a fraction of a consumer's media bytes",
+                "use a value in 0..=1 (above 1, NACKs could draw more than the stream itself)",
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.rebalancer.threshold) {
+            out.push(Finding::error(
+                "rebalancer.threshold",
+                "is a fraction of one core",
+                "use a value in 0..=1",
+            ));
+        }
+        if lo != 0 && lo < 1024 {
+            out.push(Finding::error(
+                "media.port_range",
+                format!("({lo}, {hi}) includes privileged ports (< 1024)"),
+                "use ports from 1024 up",
+            ));
+        }
+        let api = &self.api;
+        for (field, v) in [
+            ("api.header_timeout_ms", api.header_timeout_ms),
+            ("api.max_connections", api.max_connections as u64),
+        ] {
+            if v == 0 {
+                out.push(Finding::error(field, "must be positive", "set it to 1 or more"));
+            }
+        }
+        if api.request_timeout_ms <= api.request_deadline_ms {
+            out.push(Finding::error(
+                "api.request_timeout_ms",
+                format!("{} does not exceed api.request_deadline_ms ({}), which a call may wait for the control thread", api.request_timeout_ms, api.request_deadline_ms),
+                "make it larger than api.request_deadline_ms",
+            ));
+        }
+        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
+            out.push(Finding::error(
+                "log_level",
+                format!("{:?}: {e}", self.log_level),
+                "use error, warn, info, debug or trace",
+            ));
+        }
+        for (field, policy) in [
+            ("cores.data_plane_policy", self.cores.data_plane_policy),
+            ("cores.control_policy", self.cores.control_policy),
+        ] {
+            if let Policy::Fifo(p) = policy {
+                if !(1..=99).contains(&p) {
+                    out.push(Finding::error(
+                        field,
+                        format!("SCHED_FIFO priority {p} is outside 1..=99"),
+                        "use { fifo = 1 } .. { fifo = 99 }; 10-50 leaves room for the kernel's own threads",
+                    ));
+                } else if !host.has_cap(cap::SYS_NICE) {
+                    out.push(Finding::warning(field, "SCHED_FIFO needs CAP_SYS_NICE, which this process lacks (unless RLIMIT_RTPRIO allows it, the cores will not start)", "AmbientCapabilities=CAP_SYS_NICE in the unit, or use \"other\""));
+                }
+            }
+        }
+        let forced = host.has_cap(cap::NET_ADMIN);
+        for (field, want, sysctl) in [
+            ("media.recv_buffer", self.media.recv_buffer, "net.core.rmem_max"),
+            ("media.send_buffer", self.media.send_buffer, "net.core.wmem_max"),
+        ] {
+            if let Some(max) = host.sysctl_u64(sysctl) {
+                if want as u64 > max && !forced {
+                    let problem = format!("{want} bytes is above {sysctl} = {max}, and without CAP_NET_ADMIN (SO_RCVBUFFORCE/SO_SNDBUFFORCE) the kernel clamps it to {max}");
+                    let fix = format!("sysctl -w {sysctl}={want} (shardcast tune --apply), or grant CAP_NET_ADMIN, or lower {field}");
+                    out.push(if self.media.require_buffers {
+                        Finding::error(field, problem, fix)
+                    } else {
+                        Finding::warning(field, problem, fix)
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Where each thread runs on `host`.
+    pub fn pinning(&self, host: &HostFacts) -> Pinning {
+        pinning::resolve(&self.cores, self.media.nic.as_deref(), host).0
+    }
+
+    /// The data-plane cores on this host: `Some(cpu)` when pinned.
+    pub fn data_plane_cpus(&self) -> Vec<Option<usize>> {
+        self.pinning(&HostFacts::current()).data_plane
+    }
+
+    /// The control thread's CPU on this host (`None`: not pinned).
+    pub fn control_cpu(&self) -> Option<usize> {
+        self.pinning(&HostFacts::current()).control
+    }
+
+    /// The data-plane threads' scheduling policy.
+    pub fn data_plane_policy(&self) -> SchedPolicy {
+        self.cores.data_plane_policy.into()
+    }
+
+    /// What a reload from `self` to `new` may apply: `Err` names the fields that need a restart.
+    pub fn reload_to(&self, new: &Config) -> Result<Vec<&'static str>, String> {
+        let mut same = new.clone();
+        same.log_level.clone_from(&self.log_level);
+        same.rebalancer = self.rebalancer.clone();
+        if same != *self {
+            let a = toml::Value::try_from(self).map_err(|e| e.to_string())?;
+            let b = toml::Value::try_from(&same).map_err(|e| e.to_string())?;
+            let mut fields = Vec::new();
+            diff_fields("", &a, &b, &mut fields);
+            return Err(format!(
+                "{} changed: these need a restart (only {} reload); the running config is kept",
+                fields.join(", "),
+                RELOADABLE.join(" and ")
+            ));
+        }
+        let mut changed = Vec::new();
+        if new.log_level != self.log_level {
+            changed.push("log_level");
+        }
+        if new.rebalancer != self.rebalancer {
+            changed.push("rebalancer");
+        }
+        Ok(changed)
     }
 
     pub fn core_deadline(&self) -> Duration {
@@ -230,7 +547,7 @@ impl Config {
     /// ephemeral ports, rebalancer off.
     pub fn for_tests(cores: usize) -> Config {
         let mut c = Config {
-            cores: CoresConfig { data_plane: (0..cores).collect(), pin: false, control: None },
+            cores: CoresConfig { data_plane: (0..cores).collect(), pin: false, ..CoresConfig::default() },
             ..Config::default()
         };
         c.media.listen = SocketAddr::new(IpAddr::from([127, 0, 0, 1]), 0);
@@ -239,6 +556,24 @@ impl Config {
         c.rebalancer.enabled = false;
         c.allow_test_hooks = true;
         c
+    }
+}
+
+/// The dotted names of the leaves where `a` and `b` differ.
+fn diff_fields(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
+    match (a, b) {
+        (toml::Value::Table(x), toml::Value::Table(y)) => {
+            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
+            for k in keys {
+                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                match (x.get(k), y.get(k)) {
+                    (Some(p), Some(q)) => diff_fields(&name, p, q, out),
+                    _ => out.push(name),
+                }
+            }
+        }
+        _ if a != b => out.push(prefix.to_string()),
+        _ => {}
     }
 }
 
@@ -254,6 +589,11 @@ mod tests {
     #[test]
     fn embedded_default_is_valid_and_round_trips() {
         let c = Config::default();
+        assert_eq!(
+            Config::from_toml(DEFAULT_TOML).unwrap(),
+            c,
+            "tuning/default.toml spells out the defaults"
+        );
         let again = Config::from_toml(&toml::to_string(&c).unwrap()).unwrap();
         assert_eq!(c, again);
         assert!(!c.data_plane_cpus().is_empty());
@@ -270,6 +610,17 @@ mod tests {
         let policy = DEFAULT_TOML.replace("placement = \"least_loaded\"", "placement = \"random\"");
         let err = Config::from_toml(&policy).unwrap_err();
         assert!(err.contains("random") && err.contains("least_loaded"), "{err}");
+    }
+
+    #[test]
+    fn rtcp_limits_are_read_and_checked() {
+        assert_eq!(Config::default().rtcp.limits(), RtcpLimits::default());
+        let c = Config::from_toml("[rtcp]\nretransmission_share = 0.1\nnack_interval_ms = 250\n").unwrap();
+        let l = c.rtcp.limits();
+        assert_eq!((l.retransmission_share_permille, l.nack_interval_us), (100, 250_000));
+        assert_eq!(l.retransmission_burst_bytes, RtcpLimits::default().retransmission_burst_bytes);
+        let err = Config::from_toml("[rtcp]\nretransmission_share = 2.0\n").unwrap_err();
+        assert!(err.contains("rtcp.retransmission_share"), "{err}");
     }
 
     #[test]

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
+use shardcast_core::command::IpPrefix;
 use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 
 use crate::api::Shardcast;
@@ -22,13 +23,22 @@ pub struct PlainTransportOptions {
     pub port: Option<u16>,
     /// Use the process's shared media port instead of a dedicated socket.
     pub shared_port: bool,
-    /// Latch the remote address on the first valid packet (never re-latch).
+    /// Latch the remote address on the first valid packet (never re-latch). Trust on first use:
+    /// narrow it with `comedia_source`, or connect explicitly.
     pub comedia: bool,
+    /// With `comedia`: only a packet from this prefix may latch (the port is learnt).
+    pub comedia_source: Option<IpPrefix>,
 }
 
 impl Default for PlainTransportOptions {
     fn default() -> Self {
-        Self { listen_ip: IpAddr::from([127, 0, 0, 1]), port: None, shared_port: false, comedia: false }
+        Self {
+            listen_ip: IpAddr::from([127, 0, 0, 1]),
+            port: None,
+            shared_port: false,
+            comedia: false,
+            comedia_source: None,
+        }
     }
 }
 
@@ -86,6 +96,7 @@ impl Router {
             port: options.port,
             shared_port: options.shared_port,
             comedia: options.comedia,
+            comedia_source: options.comedia_source,
         };
         match self.sc.call(request)? {
             Response::Transport { id, local } => {

@@ -9,10 +9,14 @@ pub mod error;
 pub mod events;
 pub mod handle;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod pinning;
 pub mod request;
+pub mod sdnotify;
 pub mod stats;
+pub mod tune;
 
 pub use api::{ConsumerInfo, Shardcast, StartError, TransportInfo};
 pub use config::Config;

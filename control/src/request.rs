@@ -3,6 +3,7 @@
 use std::net::{IpAddr, SocketAddr};
 
 use serde::Serialize;
+use shardcast_core::command::IpPrefix;
 use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 
 use crate::model::RouterDump;
@@ -30,6 +31,8 @@ pub enum Request {
         port: Option<u16>,
         shared_port: bool,
         comedia: bool,
+        /// With `comedia`: only a packet from this prefix may latch.
+        comedia_source: Option<IpPrefix>,
     },
     ConnectTransport {
         transport: TransportId,

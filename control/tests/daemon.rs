@@ -2,60 +2,15 @@
 //! receive it rewritten, pause/resume/close and see the effect on the wire; bad input gets a
 //! clear 4xx and changes nothing; SIGTERM stops it.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::net::UdpSocket;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use shardcast_core::testutil::rtp;
 
-struct Daemon {
-    child: Child,
-    api: String,
-    media: SocketAddr,
-}
-
-impl Daemon {
-    fn start(extra: &[&str]) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_shardcast"))
-            .args(["--api-listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0", "--cores", "2"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("daemon starts");
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("ready line within 20 s");
-        let ready: Value = serde_json::from_str(&line).expect("ready line is JSON");
-        Daemon {
-            child,
-            api: format!("http://{}", ready["api"].as_str().unwrap()),
-            media: ready["media"].as_str().unwrap().parse().unwrap(),
-        }
-    }
-
-    fn stop(mut self) -> bool {
-        // SIGTERM through the `kill` utility keeps this test free of unsafe code.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = self.child.kill();
-        false
-    }
-}
+mod common;
+use common::Daemon;
 
 fn client() -> Client {
     Client::builder().timeout(Duration::from_secs(10)).build().unwrap()
@@ -194,6 +149,25 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         ),
         (format!("{}/routers/{r}/move", d.api), r#"{"core": 9}"#, 400, "invalid_argument"),
         (format!("{}/producers/5/pause", d.api), "", 404, "not_found"),
+        // comedia_source: a prefix with host bits set, not a prefix, or without comedia.
+        (
+            format!("{}/routers/{r}/transports", d.api),
+            r#"{"shared_port": true, "comedia": true, "comedia_source": "203.0.113.7/24"}"#,
+            400,
+            "invalid_argument",
+        ),
+        (
+            format!("{}/routers/{r}/transports", d.api),
+            r#"{"comedia": true, "comedia_source": "somewhere"}"#,
+            400,
+            "invalid_argument",
+        ),
+        (
+            format!("{}/routers/{r}/transports", d.api),
+            r#"{"comedia_source": "203.0.113.0/24"}"#,
+            400,
+            "invalid_argument",
+        ),
     ];
     for (url, body, status, kind) in cases {
         let resp = auth(c.post(&url))
@@ -205,6 +179,9 @@ fn bad_input_gets_a_clear_4xx_and_changes_nothing() {
         let v: Value = resp.json().unwrap();
         assert_eq!(v["kind"], json!(kind), "{url} {body}: {v}");
         assert!(!v["error"].as_str().unwrap().is_empty());
+        if body.contains("comedia_source") {
+            assert!(v["error"].as_str().unwrap().contains("comedia_source"), "names the field: {v}");
+        }
     }
     // A producer with an out-of-range payload type, and a duplicate SSRC (wrong state).
     let t: Value = auth(c.post(format!("{}/routers/{r}/transports", d.api)))

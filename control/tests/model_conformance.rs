@@ -284,7 +284,7 @@ impl System {
                     return Err(ApiError::not_found(format!("no router {router}")));
                 }
                 let socket = if shared { SocketId::SHARED } else { m.socket_id().unwrap() };
-                m.create_transport(RouterId(router), socket, remote(40000), false)
+                m.create_transport(RouterId(router), socket, remote(40000), false, None)
             }
             Call::Connect { transport, port } => m.connect_transport(TransportId(transport), remote(port)),
             Call::CloseTransport(t) => m.close_transport(TransportId(t)),

@@ -6,7 +6,8 @@
 //! reply names the first offending command. Commands whose target is already gone are harmless:
 //! they report [`Outcome::NotFound`] and do not reject the batch.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
+use std::str::FromStr;
 
 use crate::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 
@@ -33,7 +34,92 @@ pub struct PlainTransportOptions {
     /// Where media is sent, if already known (`connect`).
     pub remote: Option<SocketAddr>,
     /// Latch the remote on the first valid packet (only if `remote` is `None`); never re-latch.
+    /// Comedia is trust-on-first-use: whoever sends the first valid packet of a producer's SSRC
+    /// becomes the remote. Narrow it with `comedia_source`, or connect explicitly.
     pub comedia: bool,
+    /// With `comedia`: only a packet from this prefix may latch (the port is learnt, the
+    /// address is not), as SIP media relays restrict where media may come from.
+    pub comedia_source: Option<IpPrefix>,
+}
+
+/// An IP prefix, `203.0.113.0/24` or `2001:db8::/32` (a bare address is a host prefix). Built
+/// only valid: the length fits the family and no host bit is set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct IpPrefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl IpPrefix {
+    /// `addr/len`; refused when `len` exceeds the family's width or `addr` has host bits set.
+    pub fn new(addr: IpAddr, len: u8) -> Result<Self, CommandError> {
+        let addr = addr.to_canonical();
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        if len > width {
+            return Err(CommandError::argument("prefix length exceeds the address width"));
+        }
+        let prefix = Self { addr, len };
+        if prefix.network(addr) != addr {
+            return Err(CommandError::argument("prefix has host bits set"));
+        }
+        Ok(prefix)
+    }
+
+    /// The network address.
+    pub fn addr(&self) -> IpAddr {
+        self.addr
+    }
+
+    /// The prefix length in bits.
+    pub fn prefix_len(&self) -> u8 {
+        self.len
+    }
+
+    /// Whether `ip` lies inside the prefix (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        ip.is_ipv4() == self.addr.is_ipv4() && self.network(ip) == self.addr
+    }
+
+    /// `ip` with every bit past the prefix length cleared (same family as `ip`).
+    fn network(&self, ip: IpAddr) -> IpAddr {
+        match ip {
+            IpAddr::V4(a) => {
+                let mask = u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0);
+                IpAddr::from((u32::from(a) & mask).to_be_bytes())
+            }
+            IpAddr::V6(a) => {
+                let mask = u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0);
+                IpAddr::from((u128::from(a) & mask).to_be_bytes())
+            }
+        }
+    }
+}
+
+impl FromStr for IpPrefix {
+    type Err = CommandError;
+
+    /// `address/length` or a bare address.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr =
+            addr.parse().map_err(|_| CommandError::argument("not an IP address or address/length"))?;
+        let len = match len {
+            Some(l) => l.parse().map_err(|_| CommandError::argument("prefix length is not a number"))?,
+            None if addr.to_canonical().is_ipv4() => 32,
+            None => 128,
+        };
+        Self::new(addr, len)
+    }
+}
+
+impl core::fmt::Display for IpPrefix {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
 }
 
 /// Parameters of a new producer.
@@ -231,4 +317,32 @@ impl BatchReply {
 pub enum Event {
     /// A comedia transport latched its remote address on its first valid packet.
     TransportLatched { router: RouterId, transport: TransportId, remote: SocketAddr },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_prefix_parses_validates_and_matches() {
+        let p: IpPrefix = "203.0.113.0/24".parse().unwrap();
+        assert_eq!(p.to_string(), "203.0.113.0/24");
+        assert!(p.contains("203.0.113.77".parse().unwrap()));
+        assert!(p.contains("::ffff:203.0.113.1".parse().unwrap()), "IPv4-mapped IPv6 is IPv4");
+        assert!(!p.contains("203.0.114.1".parse().unwrap()));
+        assert!(!p.contains("2001:db8::1".parse().unwrap()));
+        let host: IpPrefix = "192.0.2.7".parse().unwrap();
+        assert_eq!((host.prefix_len(), host.contains("192.0.2.7".parse().unwrap())), (32, true));
+        assert!(!host.contains("192.0.2.8".parse().unwrap()));
+        let any: IpPrefix = "0.0.0.0/0".parse().unwrap();
+        assert!(any.contains("198.51.100.1".parse().unwrap()));
+        let v6: IpPrefix = "2001:db8::/32".parse().unwrap();
+        assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+        assert!(!v6.contains("2001:db9::5".parse().unwrap()));
+        assert_eq!("2001:db8::1".parse::<IpPrefix>().unwrap().prefix_len(), 128);
+        for bad in ["203.0.113.1/24", "10.0.0.0/33", "::/129", "10.0.0.0/x", "nope", "10.0.0.0/"] {
+            let e = bad.parse::<IpPrefix>().unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidArgument, "{bad}");
+        }
+    }
 }

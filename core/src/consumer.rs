@@ -1,7 +1,9 @@
-//! `Consumer`: one outgoing copy of a producer, and `RtpRewriter`, its per-packet header rewrite.
+//! `Consumer`: one outgoing copy of a producer, `RtpRewriter`, its per-packet header rewrite, and
+//! `Retransmissions`, what its NACKs may still draw.
 
 use crate::command::ConsumerOptions;
 use crate::ids::{PayloadType, ProducerId, SeqNo, Ssrc, TransportId};
+use crate::rtp_store::SeqTimes;
 use crate::seq_manager::SeqManager;
 
 /// Rewrites SSRC, payload type, sequence number and timestamp of one consumer's packets.
@@ -104,6 +106,44 @@ pub struct ConsumerStats {
     pub jitter: u32,
 }
 
+/// What a consumer's NACKs may still draw: a byte budget earned from the media forwarded to it
+/// (a token bucket filled by `share` of every media byte, capped at a burst, so retransmissions
+/// stay a fraction of the consumer's own media rate whatever it asks, with no clock), and when
+/// each packet was last retransmitted to it.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Retransmissions {
+    /// Bytes of retransmission the consumer may still draw.
+    credit: u64,
+    /// The consumer's forwarded media bytes (`ConsumerStats::bytes`) already turned into credit.
+    earned_up_to: u64,
+    /// When each producer sequence number was last retransmitted to this consumer; allocated at
+    /// its first NACK, never on the media path.
+    pub(crate) resent: Option<SeqTimes>,
+}
+
+impl Retransmissions {
+    /// Credits `share_permille`/1000 of the media bytes forwarded since the last call (the
+    /// consumer's running total is `forwarded_bytes`), holding at most `burst` bytes.
+    pub(crate) fn earn(&mut self, forwarded_bytes: u64, share_permille: u32, burst: u64) {
+        let new = forwarded_bytes.saturating_sub(self.earned_up_to);
+        self.earned_up_to = forwarded_bytes;
+        let earned = new.saturating_mul(u64::from(share_permille)) / 1000;
+        self.credit = self.credit.saturating_add(earned).min(burst);
+    }
+
+    /// Pays for a retransmission of `bytes`; `false` (nothing paid) when the credit is short.
+    pub(crate) fn spend(&mut self, bytes: u64) -> bool {
+        let Some(left) = self.credit.checked_sub(bytes) else { return false };
+        self.credit = left;
+        true
+    }
+
+    /// Bytes of retransmission the consumer may still draw (as of its last NACK).
+    pub(crate) fn credit(&self) -> u64 {
+        self.credit
+    }
+}
+
 /// An outgoing copy of one producer.
 #[derive(Debug, Clone)]
 pub struct Consumer {
@@ -113,6 +153,11 @@ pub struct Consumer {
     pub(crate) producer_paused: bool,
     pub(crate) rewriter: RtpRewriter,
     pub(crate) stats: ConsumerStats,
+    pub(crate) retransmissions: Retransmissions,
+    /// The last sender report sent to it: (NTP middle 32 bits, when, caller's clock µs).
+    pub(crate) last_sender_report: Option<(u32, u64)>,
+    /// Round-trip time from its receiver reports (µs), once one echoed a sender report.
+    pub(crate) rtt_us: Option<u64>,
 }
 
 impl Consumer {
@@ -124,6 +169,9 @@ impl Consumer {
             producer_paused,
             rewriter: RtpRewriter::new(options.ssrc, options.payload_type),
             stats: ConsumerStats::default(),
+            retransmissions: Retransmissions::default(),
+            last_sender_report: None,
+            rtt_us: None,
         }
     }
 
@@ -144,6 +192,14 @@ impl Consumer {
     }
     pub fn stats(&self) -> ConsumerStats {
         self.stats
+    }
+    /// Round-trip time to its receiver (µs), from the receiver reports echoing its sender reports.
+    pub fn rtt_us(&self) -> Option<u64> {
+        self.rtt_us
+    }
+    /// Bytes of retransmission this consumer may still draw, as of its last NACK.
+    pub fn retransmission_credit(&self) -> u64 {
+        self.retransmissions.credit()
     }
 }
 
@@ -189,6 +245,23 @@ mod tests {
         assert_eq!(p.timestamp, 50_000 + 1800);
         let q = r.rewrite(SeqNo(7001), 4_000_000_000u32.wrapping_add(3000), 90000, 1_053_000).unwrap();
         assert_eq!((q.seq, q.timestamp), (SeqNo(12), 50_000 + 1800 + 3000));
+    }
+
+    #[test]
+    fn retransmission_credit_is_a_share_of_forwarded_bytes_up_to_a_burst() {
+        let mut r = Retransmissions::default();
+        r.earn(4000, 250, 10_000);
+        assert_eq!(r.credit(), 1000);
+        assert!(!r.spend(1001));
+        assert!(r.spend(600));
+        assert_eq!(r.credit(), 400);
+        // Only bytes forwarded since the last call earn credit.
+        r.earn(4000, 250, 10_000);
+        assert_eq!(r.credit(), 400);
+        r.earn(1_000_000, 250, 10_000);
+        assert_eq!(r.credit(), 10_000);
+        assert!(r.spend(10_000));
+        assert!(!r.spend(1));
     }
 
     #[test]

@@ -4,13 +4,16 @@
 //! equations hold on every core, field for field as [`Counters`] computes them:
 //!
 //! - [`Counters::ingress_balanced`]: `packets_in = routed + rtcp_terminated + hopped_out +
-//!   Σ ingress drops` (every reason before [`DropReason::ConsumerPaused`]): each datagram received
+//!   Σ ingress drops` ([`DropReason::is_egress`] false: the reasons before
+//!   [`DropReason::ConsumerPaused`] and those added after the egress ones): each datagram received
 //!   was routed, terminated (RTCP), carried to its owner core, or dropped whole.
 //! - [`Counters::egress_balanced`]: `outputs = packets_out + send_error + send_would_block +
 //!   retransmission_evicted` ([`Counters::egress_drops_after_output`]): each output produced was
 //!   handed to the kernel or lost after it was produced. The other egress reasons (paused or
 //!   unconnected consumer, stale sequence, full output buffer, throttled keyframe request,
-//!   missing retransmission) count copies never produced, so they are not part of `outputs`.
+//!   missing retransmission, the NACK limits — too soon, over budget, over the per-NACK cap,
+//!   upstream throttled — and throttled sender reports) count copies never produced, so they are
+//!   not part of `outputs`.
 
 /// Why a packet or one of its copies was dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -59,11 +62,31 @@ pub enum DropReason {
     RetransmissionMissing,
     /// A retransmission answered from the store whose packet was overwritten before it was sent.
     RetransmissionEvicted,
+    /// A NACKed packet already retransmitted to this consumer within the resend interval (also
+    /// a repeat inside one NACK: repeated FCIs, overlapping bitmasks).
+    RetransmissionTooSoon,
+    /// A NACKed packet the consumer's retransmission budget (a share of its own forwarded media
+    /// bytes, up to a burst) cannot pay for.
+    RetransmissionOverBudget,
+    /// A NACKed packet past the most retransmissions one RTCP datagram may draw.
+    RetransmissionOverNackCap,
+    /// A sequence number not asked of the producer again: asked within the resend interval (by
+    /// any consumer of it), or already in the NACK being sent.
+    NackUpstreamThrottled,
+    /// A sender report copy not fanned out to a consumer: the producer's previous SR was fanned
+    /// out less than the sender-report interval ago.
+    SenderReportThrottled,
+    // Added after the egress reasons (the numbering is stable); ingress, see `is_egress`.
+    /// A comedia transport's would-be latching packet came from outside its `comedia_source`.
+    ComediaSourceRefused,
+    /// A sequence number far from the stream's (RFC 3550 A.1: more than `MAX_DROPOUT` ahead or
+    /// `MAX_MISORDER` behind) that the next packet did not confirm: a spoofed or stray packet.
+    SequenceOutlier,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 20] = [
+    pub const ALL: [DropReason; 27] = [
         DropReason::NotRtp,
         DropReason::Malformed,
         DropReason::UnknownTransport,
@@ -84,6 +107,13 @@ impl DropReason {
         DropReason::KeyframeRequestThrottled,
         DropReason::RetransmissionMissing,
         DropReason::RetransmissionEvicted,
+        DropReason::RetransmissionTooSoon,
+        DropReason::RetransmissionOverBudget,
+        DropReason::RetransmissionOverNackCap,
+        DropReason::NackUpstreamThrottled,
+        DropReason::SenderReportThrottled,
+        DropReason::ComediaSourceRefused,
+        DropReason::SequenceOutlier,
     ];
 
     /// Number of reasons.
@@ -112,12 +142,21 @@ impl DropReason {
             DropReason::KeyframeRequestThrottled => "keyframe_request_throttled",
             DropReason::RetransmissionMissing => "retransmission_missing",
             DropReason::RetransmissionEvicted => "retransmission_evicted",
+            DropReason::RetransmissionTooSoon => "retransmission_too_soon",
+            DropReason::RetransmissionOverBudget => "retransmission_over_budget",
+            DropReason::RetransmissionOverNackCap => "retransmission_over_nack_cap",
+            DropReason::NackUpstreamThrottled => "nack_upstream_throttled",
+            DropReason::SenderReportThrottled => "sender_report_throttled",
+            DropReason::ComediaSourceRefused => "comedia_source_refused",
+            DropReason::SequenceOutlier => "sequence_outlier",
         }
     }
 
-    /// True for reasons that drop one fan-out copy rather than the whole ingress packet.
+    /// True for reasons that drop one fan-out copy rather than the whole ingress packet: every
+    /// reason from [`DropReason::ConsumerPaused`] on, but the ingress reasons added later.
     pub fn is_egress(self) -> bool {
-        (self as u8) >= DropReason::ConsumerPaused as u8
+        let later_ingress = matches!(self, DropReason::ComediaSourceRefused | DropReason::SequenceOutlier);
+        (self as u8) >= DropReason::ConsumerPaused as u8 && !later_ingress
     }
 }
 
@@ -219,6 +258,14 @@ mod tests {
         names.sort_unstable();
         names.dedup();
         assert_eq!(names.len(), DropReason::COUNT);
+    }
+
+    #[test]
+    fn reasons_added_after_the_egress_ones_are_ingress() {
+        assert!(!DropReason::ComediaSourceRefused.is_egress());
+        assert!(!DropReason::SequenceOutlier.is_egress());
+        assert!(DropReason::RetransmissionEvicted.is_egress());
+        assert!(DropReason::ConsumerPaused.is_egress() && !DropReason::RingFull.is_egress());
     }
 
     #[test]

@@ -15,6 +15,7 @@ pub mod router;
 pub mod rtcp;
 pub mod rtp;
 pub mod rtp_store;
+pub mod rtp_stream;
 pub mod seq_manager;
 pub mod shard;
 pub mod transport;

@@ -2,7 +2,8 @@
 
 use crate::command::ProducerOptions;
 use crate::ids::{ConsumerId, TransportId};
-use crate::rtp_store::StoreCell;
+use crate::rtp_store::{SeqTimes, StoreCell};
+use crate::rtp_stream::RtpStreamRecv;
 
 /// Producer-side statistics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -29,6 +30,13 @@ pub struct Producer {
     pub(crate) fir_seq: u8,
     /// Recent packets, for NACKs (video producers only).
     pub(crate) store: StoreCell,
+    /// When each sequence number was last asked of the producer in a NACK (by any consumer);
+    /// allocated at the first NACK sent upstream.
+    pub(crate) nack_asked: Option<SeqTimes>,
+    /// When a sender report of this producer was last fanned out (caller's clock, µs).
+    pub(crate) last_sender_report_us: Option<u64>,
+    /// The incoming sequence, checked before anything else uses a packet's number.
+    pub(crate) stream: RtpStreamRecv,
 }
 
 impl Producer {
@@ -43,6 +51,9 @@ impl Producer {
             last_keyframe_request_us: None,
             fir_seq: 0,
             store: StoreCell::default(),
+            nack_asked: None,
+            last_sender_report_us: None,
+            stream: RtpStreamRecv::new(),
         }
     }
 

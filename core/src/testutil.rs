@@ -36,6 +36,7 @@ pub fn fanout_setup(
                 socket: producer_socket,
                 remote: Some(producer_remote),
                 comedia: false,
+                comedia_source: None,
             },
         },
         Command::CreateProducer {
@@ -60,6 +61,7 @@ pub fn fanout_setup(
                 socket: SocketId(100 + i),
                 remote: Some(consumer_remote(i)),
                 comedia: false,
+                comedia_source: None,
             },
         });
         commands.push(Command::CreateConsumer {
@@ -99,7 +101,12 @@ impl Room {
         self.commands.push(Command::CreatePlainTransport {
             router,
             transport,
-            options: PlainTransportOptions { socket, remote: Some(remote), comedia: false },
+            options: PlainTransportOptions {
+                socket,
+                remote: Some(remote),
+                comedia: false,
+                comedia_source: None,
+            },
         });
         self.commands.push(Command::CreateProducer {
             router,
@@ -131,7 +138,12 @@ impl Room {
         self.commands.push(Command::CreatePlainTransport {
             router,
             transport,
-            options: PlainTransportOptions { socket, remote: Some(remote), comedia: false },
+            options: PlainTransportOptions {
+                socket,
+                remote: Some(remote),
+                comedia: false,
+                comedia_source: None,
+            },
         });
         self.consumer_on(id, id, producer, ssrc, pt)
     }

@@ -6,7 +6,7 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 
-use crate::command::{PlainTransportOptions, SocketId};
+use crate::command::{IpPrefix, PlainTransportOptions, SocketId};
 use crate::ids::{ConsumerId, ProducerId, Ssrc};
 
 /// How a transport knows its remote address.
@@ -25,6 +25,8 @@ pub enum Remote {
 pub struct Transport {
     pub(crate) socket: SocketId,
     pub(crate) remote: Remote,
+    /// Where a comedia transport may latch from (`None`: anywhere: trust on first use).
+    pub(crate) comedia_source: Option<IpPrefix>,
     /// Producers on this transport by SSRC. Keys are chosen by a peer's configuration; `HashMap`'s
     /// default SipHash with a random key resists collision flooding.
     pub(crate) producers_by_ssrc: HashMap<Ssrc, ProducerId>,
@@ -42,6 +44,7 @@ impl Transport {
         Self {
             socket: options.socket,
             remote,
+            comedia_source: options.comedia_source,
             producers_by_ssrc: HashMap::new(),
             consumers_by_ssrc: HashMap::new(),
         }
@@ -55,6 +58,11 @@ impl Transport {
     /// The remote address state.
     pub fn remote(&self) -> Remote {
         self.remote
+    }
+
+    /// The prefix a comedia transport latches from, if restricted.
+    pub fn comedia_source(&self) -> Option<IpPrefix> {
+        self.comedia_source
     }
 
     /// The address media is sent to, if known.

@@ -10,6 +10,7 @@ use crossbeam::queue::ArrayQueue;
 use shardcast_core::command::{BatchReply, Command, Event, SocketId};
 use shardcast_core::drop_reason::{Counters, DropReason};
 use shardcast_core::ids::RouterId;
+use shardcast_core::shard::RtcpLimits;
 
 use crate::runtime::{HopPacket, RouterExport};
 use crate::socket::SocketOptions;
@@ -36,6 +37,10 @@ pub struct DataPlaneConfig {
     /// Steer shared-port flows to their owner core in the kernel (a reuseport eBPF program; needs
     /// CAP_BPF, falls back to software hops with a warning). Only with more than one core.
     pub kernel_steering: bool,
+    /// Scheduling policy of every core's thread, set at its start (SCHED_FIFO needs CAP_SYS_NICE).
+    pub sched_policy: crate::io::SchedPolicy,
+    /// What peers' RTCP may make each core send (NACK retransmissions, SR fan-out).
+    pub rtcp_limits: RtcpLimits,
 }
 
 impl Default for DataPlaneConfig {
@@ -50,6 +55,8 @@ impl Default for DataPlaneConfig {
             event_capacity: 4096,
             allow_test_hooks: false,
             kernel_steering: true,
+            sched_policy: crate::io::SchedPolicy::Other,
+            rtcp_limits: RtcpLimits::default(),
         }
     }
 }

@@ -177,3 +177,60 @@ fn no_unbounded_channels_anywhere() {
     }
     assert!(bad.is_empty(), "every queue is bounded:\n{}", bad.join("\n"));
 }
+
+#[test]
+fn control_reaches_the_data_plane_only_through_its_boundary() {
+    // ARCHITECTURE.md, "API boundaries": plane.rs's types (re-exported at the crate root), the
+    // DataPlane itself, socket binding, kernel-steering figures and the process set-up helpers of io.
+    let roots = [
+        "CoreBatch",
+        "CoreOp",
+        "CoreReply",
+        "CoreHandle",
+        "CoreEvent",
+        "CoreStatsSnapshot",
+        "DataPlaneConfig",
+        "DataPlane",
+        "plane",
+        "socket",
+        "steering",
+        "io",
+    ];
+    let io_items = [
+        "memlock_limit",
+        "raise_memlock",
+        "nofile_limit",
+        "raise_nofile",
+        "allowed_cpus",
+        "pin_current_thread",
+        "set_current_thread_policy",
+        "current_thread_policy",
+        "SchedPolicy",
+    ];
+    let mut bad = Vec::new();
+    for (f, n, line) in code_lines("control") {
+        let mut rest = line.as_str();
+        while let Some(i) = rest.find("shardcast_dataplane::") {
+            rest = &rest[i + "shardcast_dataplane::".len()..];
+            let names: Vec<&str> = if let Some(group) = rest.strip_prefix('{') {
+                group.split('}').next().unwrap_or("").split(',').map(str::trim).collect()
+            } else {
+                vec![rest
+                    .split(|c: char| !(c.is_alphanumeric() || c == '_' || c == ':'))
+                    .next()
+                    .unwrap_or("")]
+            };
+            for name in names.into_iter().filter(|s| !s.is_empty()) {
+                let root = name.split("::").next().unwrap_or("");
+                let io_ok = root != "io" || {
+                    let item = name.trim_start_matches("io::").trim_start_matches('{');
+                    item.is_empty() || io_items.iter().any(|i| item.starts_with(i))
+                };
+                if !roots.contains(&root) || !io_ok {
+                    bad.push(format!("{}:{n}: shardcast_dataplane::{name}", f.display()));
+                }
+            }
+        }
+    }
+    assert!(bad.is_empty(), "control reaches past the data plane's boundary:\n{}", bad.join("\n"));
+}

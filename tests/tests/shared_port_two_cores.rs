@@ -50,6 +50,7 @@ fn forward_20_flows(kernel: bool) -> (CoreStatsSnapshot, CoreStatsSnapshot) {
                 socket: SocketId::SHARED,
                 remote: Some(s.addr()),
                 comedia: false,
+                comedia_source: None,
             },
         });
         commands.push(Command::CreateProducer {
@@ -73,6 +74,7 @@ fn forward_20_flows(kernel: bool) -> (CoreStatsSnapshot, CoreStatsSnapshot) {
             socket: SocketId::SHARED,
             remote: Some(receiver.addr()),
             comedia: false,
+            comedia_source: None,
         },
     });
     for i in 0..FLOWS {

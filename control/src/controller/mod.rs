@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crossbeam::channel::{Receiver, Sender};
-use shardcast_core::command::{Event, SocketId};
+use shardcast_core::command::{Event, IpPrefix, SocketId};
 use shardcast_core::ids::{ConsumerId, ProducerId, RouterId};
 use shardcast_dataplane::socket::SocketOptions;
 use shardcast_dataplane::{CoreOp, DataPlane};
@@ -49,7 +49,12 @@ pub(crate) struct Envelope {
 #[derive(Debug)]
 pub(crate) enum Msg {
     Call(Envelope),
-    Shutdown { reply: Sender<Result<(), Vec<usize>>>, deadline: Duration },
+    Shutdown {
+        reply: Sender<Result<(), Vec<usize>>>,
+        deadline: Duration,
+    },
+    /// A SIGHUP reload's new `[rebalancer]`.
+    SetRebalancer(crate::config::RebalancerConfig),
 }
 
 /// Control-plane figures, read by `/metrics` and `/stats` without touching the control thread.
@@ -143,6 +148,7 @@ impl Controller {
                         // The caller may have given up (its own deadline): nothing to do then.
                         let _ = env.reply.send(result);
                     }
+                    Ok(Msg::SetRebalancer(r)) => self.config.rebalancer = r,
                     Ok(Msg::Shutdown { reply, deadline }) => {
                         let _ = reply.send(self.shutdown(deadline));
                         return;
@@ -172,7 +178,14 @@ impl Controller {
     fn on_event(&mut self, core: usize, event: Event) {
         match event {
             Event::TransportLatched { transport, remote, .. } => {
-                self.model.latched(transport, remote);
+                // Its remote becomes its shared-port address key, on every other core (and in
+                // the kernel map) as for an explicit connect: RTCP, which names no comedia SSRC,
+                // then reaches it wherever it lands.
+                if let Some(plan) = self.model.latched(transport, remote) {
+                    if let Err(e) = self.execute(plan) {
+                        warn!("steering transport {transport}'s latched remote {remote}: {e}");
+                    }
+                }
                 self.events.publish(ControlEvent::TransportLatched { transport, remote, core });
             }
         }
@@ -270,9 +283,14 @@ impl Controller {
             }
             Request::CloseRouter { router } => self.model.close_router(router)?,
             Request::MoveRouter { router, core } => self.model.move_router(router, core)?,
-            Request::CreatePlainTransport { router, listen_ip, port, shared_port, comedia } => {
-                self.plan_transport(router, listen_ip, port, shared_port, comedia)?
-            }
+            Request::CreatePlainTransport {
+                router,
+                listen_ip,
+                port,
+                shared_port,
+                comedia,
+                comedia_source,
+            } => self.plan_transport(router, listen_ip, port, shared_port, comedia, comedia_source)?,
             Request::ConnectTransport { transport, remote } => {
                 self.model.connect_transport(transport, remote)?
             }
@@ -337,7 +355,13 @@ impl Controller {
         port: Option<u16>,
         shared_port: bool,
         comedia: bool,
+        comedia_source: Option<IpPrefix>,
     ) -> Result<Plan, ApiError> {
+        if comedia_source.is_some() && !comedia {
+            return Err(ApiError::argument(
+                "comedia_source needs comedia: true (it restricts who may latch)",
+            ));
+        }
         // The quotas before a socket is bound (also checked by the model's plan).
         self.model.admit_transport(router)?;
         let (socket, local) = if shared_port {
@@ -355,7 +379,7 @@ impl Controller {
             self.sockets.insert(id, socket);
             (id, local)
         };
-        let plan = self.model.create_transport(router, socket, local, comedia);
+        let plan = self.model.create_transport(router, socket, local, comedia, comedia_source);
         if plan.is_err() && !socket.is_shared() {
             self.sockets.remove(&socket);
         }

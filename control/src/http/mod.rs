@@ -25,6 +25,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
+use shardcast_core::command::IpPrefix;
 use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 use subtle::ConstantTimeEq;
 use tower_http::timeout::TimeoutLayer;
@@ -89,6 +90,9 @@ struct TransportBody {
     shared_port: bool,
     #[serde(default)]
     comedia: bool,
+    /// `"203.0.113.0/24"`, `"2001:db8::/32"` or one address.
+    #[serde(default)]
+    comedia_source: Option<String>,
 }
 
 fn localhost() -> std::net::IpAddr {
@@ -97,7 +101,13 @@ fn localhost() -> std::net::IpAddr {
 
 impl Default for TransportBody {
     fn default() -> Self {
-        TransportBody { listen_ip: localhost(), port: None, shared_port: false, comedia: false }
+        TransportBody {
+            listen_ip: localhost(),
+            port: None,
+            shared_port: false,
+            comedia: false,
+            comedia_source: None,
+        }
     }
 }
 
@@ -173,12 +183,27 @@ async fn create_transport(
 ) -> HttpResult {
     let router = RouterId(id(p)?);
     let b: TransportBody = body(b)?;
+    let comedia_source = match b.comedia_source.as_deref().map(str::parse::<IpPrefix>) {
+        None => None,
+        Some(Ok(prefix)) => Some(prefix),
+        Some(Err(e)) => {
+            return Err(HttpError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_argument",
+                format!(
+                    "comedia_source: {} (expected an address or address/length, e.g. \"203.0.113.0/24\")",
+                    e.message
+                ),
+            ))
+        }
+    };
     let request = Request::CreatePlainTransport {
         router,
         listen_ip: b.listen_ip,
         port: b.port,
         shared_port: b.shared_port,
         comedia: b.comedia,
+        comedia_source,
     };
     call(sc, request).await
 }

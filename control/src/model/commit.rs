@@ -46,6 +46,7 @@ impl Model {
             Change::Connect { id, remote } => {
                 if let Some(t) = self.transports.get_mut(&id) {
                     t.remote = Some(remote);
+                    t.remote_key = true;
                 }
             }
             Change::RemoveTransport(id) => self.remove_transport(id),

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use shardcast_core::command::SocketId;
+use shardcast_core::command::{IpPrefix, SocketId};
 use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 
 use super::quota::RouterCounts;
@@ -22,7 +22,13 @@ pub struct TransportEntry {
     pub socket: SocketId,
     pub local: SocketAddr,
     pub remote: Option<SocketAddr>,
+    /// On the shared port: the remote is this transport's address steering key. True once
+    /// connected, or latched on an address no other shared-port transport uses (one address
+    /// latched by several comedia transports is steered by their SSRC keys).
+    pub remote_key: bool,
     pub comedia: bool,
+    /// With `comedia`: the prefix a latching packet must come from.
+    pub comedia_source: Option<IpPrefix>,
     pub producers: BTreeSet<ProducerId>,
     pub consumers: BTreeSet<ConsumerId>,
 }

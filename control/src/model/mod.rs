@@ -154,15 +154,6 @@ impl Model {
     pub fn core_of_transport(&self, id: TransportId) -> Option<usize> {
         self.transports.get(&id).and_then(|t| self.core_of_router(t.router))
     }
-
-    /// A comedia transport latched (an event from its core): the model learns its remote.
-    pub fn latched(&mut self, id: TransportId, remote: std::net::SocketAddr) {
-        if let Some(t) = self.transports.get_mut(&id) {
-            if t.remote.is_none() {
-                t.remote = Some(remote);
-            }
-        }
-    }
 }
 
 #[cfg(test)]

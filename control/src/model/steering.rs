@@ -21,7 +21,8 @@ impl Model {
         if !t.socket.is_shared() {
             return Vec::new();
         }
-        let mut keys: Vec<SteerKey> = t.remote.map(SteerKey::Remote).into_iter().collect();
+        let mut keys: Vec<SteerKey> =
+            t.remote.filter(|_| t.remote_key).map(SteerKey::Remote).into_iter().collect();
         if t.comedia {
             keys.extend(
                 t.producers.iter().filter_map(|p| self.producers.get(p)).map(|p| SteerKey::Ssrc(p.ssrc)),

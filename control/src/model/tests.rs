@@ -31,7 +31,7 @@ fn router(m: &mut Model) -> RouterId {
 
 fn transport(m: &mut Model, r: RouterId, shared: bool) -> TransportId {
     let socket = if shared { SocketId::SHARED } else { m.socket_id().unwrap() };
-    match run(m, |m| m.create_transport(r, socket, addr(1), false)) {
+    match run(m, |m| m.create_transport(r, socket, addr(1), false, None)) {
         Response::Transport { id, .. } => id,
         x => panic!("{x:?}"),
     }
@@ -237,9 +237,9 @@ fn the_object_past_a_quota_is_refused_naming_it_and_nothing_changes() {
     assert_eq!(hit(m.create_router(None, &[])), ("routers", 2));
     let (t1, t2) = (transport(&mut m, r1, false), transport(&mut m, r1, false));
     assert_eq!(hit(m.admit_transport(r1).map(|_| unreachable!())), ("transports_per_router", 2));
-    assert_eq!(hit(m.create_transport(r1, SocketId(99), addr(1), false)), ("transports_per_router", 2));
+    assert_eq!(hit(m.create_transport(r1, SocketId(99), addr(1), false, None)), ("transports_per_router", 2));
     let t3 = transport(&mut m, r2, false);
-    assert_eq!(hit(m.create_transport(r2, SocketId(99), addr(1), false)), ("transports", 3));
+    assert_eq!(hit(m.create_transport(r2, SocketId(99), addr(1), false, None)), ("transports", 3));
     // One video producer (a NACK store) in the daemon; audio ones are not counted against it.
     let p1 = produce(&mut m, t1, 1);
     assert_eq!(
@@ -283,4 +283,39 @@ fn id_counters_fail_instead_of_wrapping_into_the_shared_socket() {
     m.next_id = u32::MAX;
     let e = m.create_router(None, &[]).unwrap_err();
     assert!(e.message.contains("object ids are exhausted"), "{e}");
+}
+
+#[test]
+fn a_latched_shared_port_remote_is_steered_like_a_connect() {
+    let mut m = Model::new(2, 1, Placement::LeastLoaded);
+    let r = match run(&mut m, |m| m.create_router(Some(1), &[])) {
+        Response::Router { id, .. } => id,
+        x => panic!("{x:?}"),
+    };
+    let comedia =
+        |m: &mut Model| match run(m, |m| m.create_transport(r, SocketId::SHARED, addr(1), true, None)) {
+            Response::Transport { id, .. } => id,
+            x => panic!("{x:?}"),
+        };
+    let (t1, t2) = (comedia(&mut m), comedia(&mut m));
+    let remote = addr(7000);
+    let steer = |core: Option<u16>| {
+        Op::Route(Command::SetSteering { router: r, key: SteerKey::Remote(remote), core })
+    };
+    let plan = m.latched(t1, remote).expect("steering ops");
+    assert_eq!(plan.phases, vec![vec![(0, steer(Some(1)))]]);
+    assert_eq!(m.transports[&t1].remote, Some(remote));
+    assert!(m.latched(t1, addr(7001)).is_none(), "never re-latched");
+    // A second transport latching the same address is steered by its SSRC keys only: the
+    // address key stays the first one's.
+    assert!(m.latched(t2, remote).is_none());
+    assert_eq!(m.transports[&t2].remote, Some(remote));
+    let close = m.close_transport(t2).unwrap();
+    assert!(!close.phases[0].contains(&(0, steer(None))), "closing t2 leaves t1's key");
+    let close = m.close_transport(t1).unwrap();
+    assert!(close.phases[0].contains(&(0, steer(None))), "closing t1 removes its key");
+    // comedia_source is for comedia transports only.
+    let prefix = "10.0.0.0/8".parse().ok();
+    let bad = m.create_transport(r, SocketId::SHARED, addr(1), false, prefix).unwrap_err();
+    assert_eq!(bad.kind, ApiErrorKind::InvalidArgument);
 }

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 
-use shardcast_core::command::{Command, PlainTransportOptions, SocketId, SteerKey};
+use shardcast_core::command::{Command, IpPrefix, PlainTransportOptions, SocketId, SteerKey};
 use shardcast_core::ids::{RouterId, TransportId};
 
 use super::{Change, Model, Op, Plan, TransportEntry};
@@ -30,7 +30,13 @@ impl Model {
         socket: SocketId,
         local: SocketAddr,
         comedia: bool,
+        comedia_source: Option<IpPrefix>,
     ) -> Result<Plan, ApiError> {
+        if comedia_source.is_some() && !comedia {
+            return Err(ApiError::argument(
+                "comedia_source needs comedia: true (it restricts who may latch)",
+            ));
+        }
         let core = self.router(router)?.core;
         self.admit_transport(router)?;
         let id = TransportId(self.id()?);
@@ -39,7 +45,9 @@ impl Model {
             socket,
             local,
             remote: None,
+            remote_key: false,
             comedia,
+            comedia_source,
             producers: BTreeSet::new(),
             consumers: BTreeSet::new(),
         };
@@ -52,7 +60,7 @@ impl Model {
             Op::Route(Command::CreatePlainTransport {
                 router,
                 transport: id,
-                options: PlainTransportOptions { socket, remote: None, comedia },
+                options: PlainTransportOptions { socket, remote: None, comedia, comedia_source },
             }),
         ));
         Ok(Plan::one(core, ops, Response::Transport { id, local }, Change::AddTransport { id, entry }))
@@ -82,6 +90,30 @@ impl Model {
             ops.extend(self.steer(t.router, core, SteerKey::Remote(remote), true));
         }
         Ok(Plan::one(core, ops, Response::Done {}, Change::Connect { id, remote }))
+    }
+
+    /// A comedia transport latched `remote` (an event from its core): the model learns it, and on
+    /// the shared port, when no other transport there uses `remote`, the plan makes it the
+    /// transport's address steering key on every other core, as [`Self::connect_transport`]
+    /// does. `None`: nothing to send.
+    pub fn latched(&mut self, id: TransportId, remote: SocketAddr) -> Option<Plan> {
+        let shared_by_another = self
+            .transports
+            .iter()
+            .any(|(other, o)| *other != id && o.socket.is_shared() && o.remote == Some(remote));
+        let t = self.transports.get_mut(&id)?;
+        if t.remote.is_some() {
+            return None;
+        }
+        t.remote = Some(remote);
+        if !t.socket.is_shared() || shared_by_another {
+            return None;
+        }
+        t.remote_key = true;
+        let router = t.router;
+        let core = self.router(router).ok()?.core;
+        let ops = self.steer(router, core, SteerKey::Remote(remote), true);
+        Some(Plan::one(core, ops, Response::Done {}, Change::Nothing)).filter(|p| !p.phases[0].is_empty())
     }
 
     pub fn close_transport(&self, id: TransportId) -> Result<Plan, ApiError> {

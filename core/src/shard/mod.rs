@@ -19,7 +19,7 @@ mod rtp;
 mod tests;
 
 pub use output::{Datagram, Output, OutputSink, PayloadRef, OUTPUT_HEADER_MAX};
-pub use rtcp::KEYFRAME_REQUEST_INTERVAL_US;
+pub use rtcp::{RtcpLimits, KEYFRAME_REQUEST_INTERVAL_US};
 
 use std::collections::HashMap;
 
@@ -46,6 +46,8 @@ pub struct Shard {
     steering: HashMap<SteerKey, (RouterId, u16)>,
     events: LeakyQueue<Event, EVENT_QUEUE_LEN>,
     counters: Counters,
+    /// What peers' RTCP may make this core send.
+    limits: RtcpLimits,
 }
 
 /// What [`Shard::forward`] decided about a datagram.
@@ -65,13 +67,20 @@ impl Default for Shard {
 }
 
 impl Shard {
+    /// A shard with the default [`RtcpLimits`].
     pub fn new() -> Self {
+        Self::with_limits(RtcpLimits::default())
+    }
+
+    /// A shard whose peers' RTCP is bounded by `limits`.
+    pub fn with_limits(limits: RtcpLimits) -> Self {
         Self {
             routers: HashMap::new(),
             index: TransportIndex::default(),
             steering: HashMap::new(),
             events: LeakyQueue::new(Overflow::DropOldest),
             counters: Counters::default(),
+            limits,
         }
     }
 
@@ -168,6 +177,9 @@ impl Shard {
                 if !options.socket.is_shared() && self.index.has_socket(options.socket) {
                     return Err(CommandError::state("socket already used by another transport"));
                 }
+                if options.comedia_source.is_some() && !(options.comedia && options.remote.is_none()) {
+                    return Err(CommandError::argument("comedia_source needs a comedia transport"));
+                }
                 if options.socket.is_shared() {
                     if let Some(remote) = options.remote {
                         if self.index.has_remote(remote) {
@@ -195,19 +207,25 @@ impl Shard {
                 Ok(true)
             }
             Command::CloseTransport { transport, .. } => {
-                let Some(t) = router.close_transport(*transport) else { return Ok(false) };
-                self.index.remove(&(rid, *transport), &t);
-                Ok(true)
+                // Closing cascades to consumers on other transports: re-index the router.
+                self.index.remove_router(rid, router);
+                let closed = router.close_transport(*transport).is_some();
+                self.index.insert_router(rid, router);
+                Ok(closed)
             }
             Command::CreateProducer { transport, producer, options, .. } => {
-                if let Some(t) = router.transports.get(transport) {
-                    if t.socket.is_shared()
-                        && t.remote == Remote::Comedia
-                        && self.index.has_comedia_ssrc(options.ssrc)
-                    {
+                if let Some(t) = router.transports.get(transport).filter(|t| t.socket.is_shared()) {
+                    if t.remote == Remote::Comedia && self.index.has_comedia_ssrc(options.ssrc) {
                         return Err(CommandError::state(
                             "ssrc already awaited by another comedia transport on the shared port",
                         ));
+                    }
+                    if let Remote::Known(remote) = t.remote {
+                        if !self.index.flow_free(&(rid, *transport), remote, options.ssrc, true) {
+                            return Err(CommandError::state(
+                                "ssrc already used from this remote address on the shared port",
+                            ));
+                        }
                     }
                 }
                 let created = router.create_producer(*transport, *producer, options)?;
@@ -219,22 +237,44 @@ impl Shard {
                 Ok(created)
             }
             Command::CloseProducer { producer, .. } => {
-                let Some(tid) = router.producers.get(producer).map(|p| p.transport) else { return Ok(false) };
-                if let Some(t) = router.transports.get(&tid) {
-                    self.index.remove(&(rid, tid), t);
-                }
+                // Closing cascades to its consumers on other transports: re-index the router.
+                self.index.remove_router(rid, router);
                 let closed = router.close_producer(*producer);
-                if let Some(t) = router.transports.get(&tid) {
-                    self.index.insert(&(rid, tid), t);
-                }
+                self.index.insert_router(rid, router);
                 Ok(closed)
             }
             Command::PauseProducer { producer, .. } => Ok(router.set_producer_paused(*producer, true)),
             Command::ResumeProducer { producer, .. } => Ok(router.set_producer_paused(*producer, false)),
             Command::CreateConsumer { transport, consumer, options, .. } => {
-                router.create_consumer(*transport, *consumer, options)
+                let key = (rid, *transport);
+                let Some(t) = router.transports.get(transport) else { return Ok(false) };
+                if let (true, Remote::Known(remote)) = (t.socket.is_shared(), t.remote) {
+                    if !self.index.flow_free(&key, remote, options.ssrc, false) {
+                        return Err(CommandError::state(
+                            "consumer ssrc already used towards this remote address on the shared port",
+                        ));
+                    }
+                }
+                self.index.remove(&key, t);
+                let created = router.create_consumer(*transport, *consumer, options);
+                if let Some(t) = router.transports.get(transport) {
+                    self.index.insert(&key, t);
+                }
+                created
             }
-            Command::CloseConsumer { consumer, .. } => Ok(router.close_consumer(*consumer)),
+            Command::CloseConsumer { consumer, .. } => {
+                let Some(tid) = router.consumers.get(consumer).map(|c| c.transport()) else {
+                    return Ok(false);
+                };
+                if let Some(t) = router.transports.get(&tid) {
+                    self.index.remove(&(rid, tid), t);
+                }
+                let closed = router.close_consumer(*consumer);
+                if let Some(t) = router.transports.get(&tid) {
+                    self.index.insert(&(rid, tid), t);
+                }
+                Ok(closed)
+            }
             Command::PauseConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, true)),
             Command::ResumeConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, false)),
         }
@@ -297,6 +337,9 @@ impl Shard {
     }
     pub fn counters(&self) -> &Counters {
         &self.counters
+    }
+    pub fn limits(&self) -> &RtcpLimits {
+        &self.limits
     }
     /// Counters the caller updates (send results, ring drops).
     pub fn counters_mut(&mut self) -> &mut Counters {

@@ -1,14 +1,17 @@
-//! The RTP path: find the transport and producer of a datagram, latch a comedia transport, keep
-//! a video packet for NACKs, and write one [`Output`] per consumer — the consumer's header (see
+//! The RTP path: find the transport and producer of a datagram (on the shared port by address,
+//! then by (address, SSRC) when several transports share it), validate it, latch a comedia
+//! transport (trust on first use), check its sequence number, keep a video packet for NACKs, and write one [`Output`] per consumer — the consumer's header (see
 //! [`write_header`], also used by retransmissions) plus a reference to the payload in place.
 
-use crate::command::Event;
+use crate::command::{Event, SteerKey};
 use crate::consumer::Rewritten;
 use crate::drop_reason::DropReason;
 use crate::ids::MediaKind;
 use crate::router::Router;
 use crate::rtp::{RtpPacket, FIXED_HEADER_LEN};
 use crate::rtp_store::RtpStore;
+use crate::rtp_stream::SeqCheck;
+use crate::shard::index::TransportKey;
 use crate::shard::output::{Datagram, Output, OutputSink, PayloadRef, OUTPUT_HEADER_MAX};
 use crate::shard::{Shard, Verdict};
 use crate::transport::Remote;
@@ -41,38 +44,88 @@ impl Shard {
             return self.drop(DropReason::Malformed);
         };
         let ssrc = packet.ssrc();
-        let Some(key) = self.index.lookup(dgram.socket, dgram.source, Some(ssrc)) else {
+        let Some(key) = self.index.lookup(dgram.socket, dgram.source, ssrc) else {
             if let Some(v) = self.steer(dgram, Some(ssrc)) {
                 return Some(v);
             }
             return self.drop(DropReason::UnknownTransport);
         };
+        let reason = match self.route_rtp_on(key, &packet, index, dgram, now_us, out) {
+            Ok(verdict) => return verdict,
+            Err(reason) => reason,
+        };
+        // The transport at this address has no producer with this SSRC. On the shared port one
+        // address may carry several transports' streams (a gateway sending many from one
+        // socket): a comedia transport here waiting for the SSRC takes it, or a transport on
+        // another core does (its SSRC steering key: the address's key is ambiguous now).
+        if dgram.socket.is_shared() {
+            if let Some(other) = self.index.awaiting(ssrc).filter(|k| *k != key) {
+                return self
+                    .route_rtp_on(other, &packet, index, dgram, now_us, out)
+                    .unwrap_or_else(|r| self.drop(r));
+            }
+            if let Some(&(_, core)) = self.steering.get(&SteerKey::Ssrc(ssrc)) {
+                self.counters.hopped_out += 1;
+                return Some(Verdict::Hop { core });
+            }
+        }
+        self.drop(reason)
+    }
+
+    /// Routes `packet` on transport `key`. `Err(reason)`: the transport has no producer with the
+    /// packet's SSRC (nothing counted yet; `reason` is the drop if no other transport takes it).
+    fn route_rtp_on(
+        &mut self,
+        key: TransportKey,
+        packet: &RtpPacket<&[u8]>,
+        index: u32,
+        dgram: &Datagram<'_>,
+        now_us: u64,
+        out: &mut impl OutputSink,
+    ) -> Result<Option<Verdict>, DropReason> {
         let (rid, tid) = key;
         let Some(router) = self.routers.get_mut(&rid) else {
-            return self.drop(DropReason::UnknownTransport);
+            return Ok(self.drop(DropReason::UnknownTransport));
         };
         let Router { transports, producers, consumers } = router;
         let Some(transport) = transports.get_mut(&tid) else {
-            return self.drop(DropReason::UnknownTransport);
+            return Ok(self.drop(DropReason::UnknownTransport));
         };
-        let Some(pid) = transport.producers_by_ssrc.get(&ssrc).copied() else {
+        let Some(pid) = transport.producers_by_ssrc.get(&packet.ssrc()).copied() else {
             // Also covers comedia: an unknown SSRC never latches a transport.
-            let reason = if transport.remote == Remote::Unset {
+            return Err(if transport.remote == Remote::Unset {
                 DropReason::NotConnected
             } else {
                 DropReason::UnknownSsrc
-            };
-            return self.drop(reason);
+            });
         };
+        let Some(producer) = producers.get_mut(&pid) else {
+            return Ok(self.drop(DropReason::UnknownSsrc));
+        };
+        // Whatever does not depend on the source is checked before it (and before a comedia
+        // latch): the header (`new_checked`: RFC 3550 §5.1 version, CSRCs, extension, padding)
+        // and the payload type the producer declared.
+        if packet.payload_type() != producer.options.payload_type {
+            return Ok(self.drop(DropReason::UnknownPayloadType));
+        }
         match transport.remote {
             Remote::Known(addr) if addr == dgram.source => {}
-            Remote::Known(_) => return self.drop(DropReason::SourceMismatch),
-            Remote::Unset => return self.drop(DropReason::NotConnected),
+            Remote::Known(_) => return Ok(self.drop(DropReason::SourceMismatch)),
+            Remote::Unset => return Ok(self.drop(DropReason::NotConnected)),
             Remote::Comedia => {
-                // Latch once, on a valid packet of one of this transport's producers; the
-                // address can never change afterwards (no re-latching: RTP Bleed).
-                if dgram.socket.is_shared() && self.index.has_remote(dgram.source) {
-                    return self.drop(DropReason::SourceMismatch);
+                // Trust on first use: the first plausible packet of one of this transport's
+                // producers becomes the remote, once; the address can never change afterwards
+                // (no re-latching: RTP Bleed). Plausible: checked as above, carrying media, from
+                // the allowed prefix, and on the shared port not claiming a flow (address, SSRC)
+                // another transport has.
+                if packet.payload().is_empty() {
+                    return Ok(self.drop(DropReason::NotConnected));
+                }
+                if transport.comedia_source.is_some_and(|p| !p.contains(dgram.source.ip())) {
+                    return Ok(self.drop(DropReason::ComediaSourceRefused));
+                }
+                if dgram.socket.is_shared() && !self.index.flows_free(&key, transport, dgram.source) {
+                    return Ok(self.drop(DropReason::SourceMismatch));
                 }
                 self.index.set_remote(&key, transport, dgram.source);
                 self.events.push(Event::TransportLatched {
@@ -82,11 +135,24 @@ impl Shard {
                 });
             }
         }
-        let Some(producer) = producers.get_mut(&pid) else {
-            return self.drop(DropReason::UnknownSsrc);
-        };
-        if packet.payload_type() != producer.options.payload_type {
-            return self.drop(DropReason::UnknownPayloadType);
+        // The sequence number only now, from the validated source: a lone far jump is dropped
+        // without moving the stream (RFC 3550 A.1), two in a row re-sync it.
+        match producer.stream.update_seq(packet.sequence_number()) {
+            SeqCheck::Accepted => {}
+            SeqCheck::Resynced => {
+                // The sender restarted its numbering: every consumer continues its own, and
+                // what was stored or asked upstream under the old numbers is forgotten.
+                if let Some(store) = producer.store.0.as_mut() {
+                    store.clear();
+                }
+                producer.nack_asked = None;
+                for cid in &producer.consumers {
+                    if let Some(c) = consumers.get_mut(cid) {
+                        c.rewriter.switch_source();
+                    }
+                }
+            }
+            SeqCheck::Outlier => return Ok(self.drop(DropReason::SequenceOutlier)),
         }
         producer.stats.packets += 1;
         producer.stats.bytes += dgram.data.len() as u64;
@@ -101,10 +167,10 @@ impl Shard {
         producer.stats.last_seq = packet.sequence_number().0;
         producer.stats.last_timestamp = packet.timestamp();
         if producer.paused {
-            return self.drop(DropReason::ProducerPaused);
+            return Ok(self.drop(DropReason::ProducerPaused));
         }
         if producer.consumers.is_empty() {
-            return self.drop(DropReason::NoConsumers);
+            return Ok(self.drop(DropReason::NoConsumers));
         }
         self.counters.routed += 1;
         let clock_rate = producer.options.clock_rate;
@@ -140,6 +206,6 @@ impl Shard {
                 self.counters.drop(DropReason::OutputFull);
             }
         }
-        Some(Verdict::Done)
+        Ok(Some(Verdict::Done))
     }
 }

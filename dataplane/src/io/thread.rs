@@ -21,6 +21,75 @@ pub fn pin_current_thread(cpu: usize) -> io::Result<()> {
     }
 }
 
+/// The CPUs the calling thread may run on (`sched_getaffinity`): the process's cpuset under
+/// `taskset`, a container, a Kubernetes CPU manager or systemd's `CPUAffinity=`. Called from the
+/// main thread before any pinning, it is the process's allowed set.
+pub fn allowed_cpus() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is plain old data; all-zero is the empty set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: pid 0 is the calling thread; the kernel writes at most the size passed into `set`.
+    let rc = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: every index tested is < CPU_SETSIZE and `set` is a valid, initialised cpu_set_t.
+    Ok((0..libc::CPU_SETSIZE as usize).filter(|c| unsafe { libc::CPU_ISSET(*c, &set) }).collect())
+}
+
+/// A thread's scheduling policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SchedPolicy {
+    /// SCHED_OTHER, the kernel's fair scheduler (nice 0): what every thread gets by default.
+    #[default]
+    Other,
+    /// SCHED_FIFO at this priority (1..=99): runs until it blocks, ahead of every SCHED_OTHER
+    /// thread. Needs CAP_SYS_NICE (or an RLIMIT_RTPRIO at least this high).
+    Fifo(u8),
+}
+
+/// Sets the calling thread's scheduling policy. EPERM means the process lacks CAP_SYS_NICE (and
+/// RLIMIT_RTPRIO is below the priority); the error says so.
+pub fn set_current_thread_policy(policy: SchedPolicy) -> io::Result<()> {
+    let (kind, priority) = match policy {
+        SchedPolicy::Other => (libc::SCHED_OTHER, 0),
+        SchedPolicy::Fifo(p) => (libc::SCHED_FIFO, libc::c_int::from(p)),
+    };
+    let param = libc::sched_param { sched_priority: priority };
+    // SAFETY: pid 0 is the calling thread; `param` is a valid sched_param the kernel only reads.
+    if unsafe { libc::sched_setscheduler(0, kind, &param) } == 0 {
+        return Ok(());
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EPERM) {
+        return Err(io::Error::new(
+            io::ErrorKind::PermissionDenied,
+            format!(
+                "{policy:?} needs CAP_SYS_NICE (systemd: AmbientCapabilities=CAP_SYS_NICE) or \
+                 RLIMIT_RTPRIO >= {priority} (LimitRTPRIO=): {e}"
+            ),
+        ));
+    }
+    Err(e)
+}
+
+/// The calling thread's scheduling policy and priority, as `sched_getscheduler` reports them.
+pub fn current_thread_policy() -> io::Result<SchedPolicy> {
+    // SAFETY: pid 0 is the calling thread; no memory is passed.
+    let kind = unsafe { libc::sched_getscheduler(0) };
+    if kind < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if kind != libc::SCHED_FIFO {
+        return Ok(SchedPolicy::Other);
+    }
+    let mut param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: `param` is a valid sched_param the kernel writes into.
+    if unsafe { libc::sched_getparam(0, &mut param) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(SchedPolicy::Fifo(param.sched_priority.clamp(0, 99) as u8))
+}
+
 /// RLIMIT_NOFILE soft and hard limits (`u64::MAX` = unlimited).
 pub fn nofile_limit() -> io::Result<(u64, u64)> {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
@@ -145,5 +214,28 @@ mod tests {
     fn memlock_is_readable() {
         let (cur, max) = memlock_limit().unwrap();
         assert!(cur <= max);
+    }
+    #[test]
+    fn allowed_cpus_are_the_affinity_mask() {
+        let cpus = allowed_cpus().unwrap();
+        assert!(!cpus.is_empty());
+        std::thread::spawn(move || {
+            pin_current_thread(cpus[0]).unwrap();
+            assert_eq!(allowed_cpus().unwrap(), vec![cpus[0]]);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn sched_other_is_always_allowed_and_read_back() {
+        std::thread::spawn(|| {
+            set_current_thread_policy(SchedPolicy::Other).unwrap();
+            assert_eq!(current_thread_policy().unwrap(), SchedPolicy::Other);
+        })
+        .join()
+        .unwrap();
+        let (cur, max) = nofile_limit().unwrap();
+        assert!(cur <= max && cur > 0);
     }
 }

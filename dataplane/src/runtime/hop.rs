@@ -148,6 +148,8 @@ impl CoreState {
             self.egress.send(&mut self.shard, &*self.hops.scratch, &self.sockets);
         }
         if any {
+            // A carried datagram may have latched a comedia transport here.
+            self.report_events();
             self.report.busy_ns += started.elapsed().as_nanos() as u64;
             self.publish();
         }

@@ -123,15 +123,21 @@ impl DataPlane {
                 kernel: kernel.clone(),
                 recv_batch: config.recv_batch,
                 allow_test_hooks: config.allow_test_hooks,
+                rtcp_limits: config.rtcp_limits,
                 shared: shared_socket,
                 stray: stray[index],
             };
             let stop = stop.clone();
             let ready = ready_tx.clone();
+            let sched_policy = config.sched_policy;
             let handle = glommio::LocalExecutorBuilder::new(placement)
                 .name(&format!("shardcast-core-{index}"))
                 .io_memory(1 << 20)
                 .spawn(move || async move {
+                    if let Err(e) = crate::io::set_current_thread_policy(sched_policy) {
+                        let _ = ready.send(Err(format!("core {index}: cores.data_plane_policy: {e}")));
+                        return;
+                    }
                     let mut core = match CoreState::new(wiring, doorbell_rx.as_raw_fd()) {
                         Ok(core) => core,
                         Err(e) => {

@@ -124,16 +124,22 @@ impl CoreState {
                 self.hops.carry(&mut self.shard, core, HopPacket::new(source, data));
             }
         }
-        while let Some(event) = self.shard.pop_event() {
-            if self.report.events.try_send(CoreEvent { core: self.index, event }).is_err() {
-                self.report.events_dropped += 1;
-            }
-        }
+        self.report_events();
         self.report.busy_ns += started.elapsed().as_nanos() as u64;
         if started.duration_since(self.report.last_publish) >= PUBLISH_EVERY {
             self.publish();
         }
         Ok(n)
+    }
+
+    /// Hands the shard's events (a comedia latch) to the control plane, after every pass that
+    /// forwarded datagrams: read from a socket or carried here from another core.
+    pub(super) fn report_events(&mut self) {
+        while let Some(event) = self.shard.pop_event() {
+            if self.report.events.try_send(CoreEvent { core: self.index, event }).is_err() {
+                self.report.events_dropped += 1;
+            }
+        }
     }
 
     /// Waits in one `epoll_wait` and adds the sockets it reports to `ready`. Behind a handoff

@@ -12,7 +12,7 @@ use std::time::Instant;
 use crossbeam::channel::Sender;
 use shardcast_core::command::SocketId;
 use shardcast_core::drop_reason::DropReason;
-use shardcast_core::shard::Shard;
+use shardcast_core::shard::{RtcpLimits, Shard};
 
 use super::apply::Commands;
 use super::egress::Egress;
@@ -56,6 +56,7 @@ pub(super) struct Wiring {
     /// Datagrams received per `recvmmsg`.
     pub(super) recv_batch: usize,
     pub(super) allow_test_hooks: bool,
+    pub(super) rtcp_limits: RtcpLimits,
     /// This core's socket of the shared port.
     pub(super) shared: UdpSocket,
     /// Datagrams that reached `shared` during the steering probe (counted as dropped).
@@ -97,7 +98,7 @@ impl CoreState {
         let now = Instant::now();
         let mut state = CoreState {
             index,
-            shard: Shard::new(),
+            shard: Shard::with_limits(w.rtcp_limits),
             origin: now,
             sockets: Sockets { map: HashMap::new(), epoll },
             ingress: Ingress {

@@ -7,6 +7,12 @@
 //! - a consumer's NACK is answered from the producer's store, and what the store no longer holds
 //!   is asked of the producer in its own numbering ([`nack`]).
 //!
+//! What a peer's RTCP can make a core send is bounded by [`RtcpLimits`]: a packet is resent to a
+//! consumer at most once per interval and within a budget earned from its own media, one datagram
+//! draws at most a fixed number of retransmissions and at most one NACK upstream, a sequence
+//! number is asked of a producer at most once per interval whichever consumer asks, and a
+//! producer's sender reports are fanned out at most once per interval.
+//!
 //! A compound packet is terminated (counted in `rtcp_terminated`) when any of its sub-packets was
 //! acted on, and dropped as [`DropReason::RtcpIgnored`] otherwise.
 
@@ -30,8 +36,42 @@ use crate::shard::output::{Datagram, Output, OutputSink, PayloadRef, OUTPUT_HEAD
 use crate::shard::{Shard, Verdict};
 use crate::transport::Remote;
 
+/// Bounds on what RTCP from peers can make a core send (mediasoup bounds resends by RTT; a
+/// reflector needs more: issue 12). [`Default`] is what shardcast runs with unless configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RtcpLimits {
+    /// A packet is retransmitted to one consumer, and a sequence number asked of its producer, at
+    /// most once per this interval (µs). mediasoup waits one RTT; 100 ms is its RTT before one is
+    /// measured, and it bounds a repeat whatever RTT a peer's reports would claim.
+    pub nack_interval_us: u64,
+    /// Retransmission credit a consumer earns per byte of media forwarded to it, in thousandths
+    /// (250: retransmissions to a consumer are at most a quarter of its media bytes, plus the
+    /// burst).
+    pub retransmission_share_permille: u32,
+    /// The most credit a consumer holds, in bytes: the burst a NACK after a quiet period may draw.
+    pub retransmission_burst_bytes: u32,
+    /// Most retransmissions one incoming RTCP datagram may draw, whatever its NACKs ask.
+    pub retransmissions_per_datagram: u32,
+    /// A producer's sender reports are fanned out to its consumers at most once per this interval
+    /// (µs).
+    pub sender_report_interval_us: u64,
+}
+
+impl Default for RtcpLimits {
+    fn default() -> Self {
+        Self {
+            nack_interval_us: 100_000,
+            retransmission_share_permille: 250,
+            retransmission_burst_bytes: 64 * 1024,
+            retransmissions_per_datagram: 64,
+            sender_report_interval_us: 100_000,
+        }
+    }
+}
+
 /// What every per-kind handler works on: the router and transport a compound packet arrived on,
-/// the shard's counters and the caller's output sink.
+/// the shard's counters and limits, the caller's output sink, and what is left of the datagram's
+/// allowance (retransmissions, one NACK upstream).
 struct RtcpContext<'a, O: OutputSink> {
     rid: RouterId,
     tid: TransportId,
@@ -39,11 +79,16 @@ struct RtcpContext<'a, O: OutputSink> {
     counters: &'a mut Counters,
     out: &'a mut O,
     now_us: u64,
+    limits: &'a RtcpLimits,
+    /// Retransmissions this datagram may still draw.
+    retransmissions_left: u32,
+    /// A NACK already went upstream for this datagram.
+    upstream_nack_sent: bool,
 }
 
 /// The consumer a feedback packet is about, its producer, and where that producer is reached.
 struct FeedbackTarget<'r> {
-    consumer: &'r Consumer,
+    consumer: &'r mut Consumer,
     producer: &'r mut Producer,
     /// The producer's transport's (socket, remote).
     upstream: (SocketId, SocketAddr),
@@ -56,7 +101,7 @@ struct FeedbackTarget<'r> {
 fn feedback_target(router: &mut Router, tid: TransportId, media_ssrc: u32) -> Option<FeedbackTarget<'_>> {
     let Router { transports, producers, consumers } = router;
     let cid = transports.get(&tid)?.consumers_by_ssrc.get(&Ssrc(media_ssrc))?;
-    let consumer = consumers.get(cid)?;
+    let consumer = consumers.get_mut(cid)?;
     let producer = producers.get_mut(&consumer.producer)?;
     let upstream = transports.get(&producer.transport)?.egress()?;
     let downstream = transports.get(&consumer.transport).and_then(|t| t.egress());
@@ -64,20 +109,23 @@ fn feedback_target(router: &mut Router, tid: TransportId, media_ssrc: u32) -> Op
 }
 
 impl<O: OutputSink> RtcpContext<'_, O> {
-    /// Sends one generated RTCP packet (`header[..len]`, no payload) to `(socket, dest)`.
+    /// Sends one generated RTCP packet (`header[..len]`, no payload) to `(socket, dest)`; `false`
+    /// when the sink was full (counted).
     fn emit(
         counters: &mut Counters,
         out: &mut O,
         (socket, dest): (SocketId, SocketAddr),
         header: [u8; OUTPUT_HEADER_MAX],
         len: usize,
-    ) {
+    ) -> bool {
         let output = Output { socket, dest, header, header_len: len as u8, payload: PayloadRef::None };
-        if out.push(output) {
+        let pushed = out.push(output);
+        if pushed {
             counters.outputs += 1;
         } else {
             counters.drop(DropReason::OutputFull);
         }
+        pushed
     }
 }
 
@@ -92,8 +140,9 @@ impl Shard {
         let Ok(compound) = RtcpCompound::new_checked(dgram.data) else {
             return self.drop(DropReason::Malformed);
         };
-        // No SSRC: RTCP never finds (or latches) a comedia transport.
-        let Some((rid, tid)) = self.index.lookup(dgram.socket, dgram.source, None) else {
+        // By address (and its SSRCs when the address is shared): RTCP never finds (or latches) a
+        // comedia transport.
+        let Some((rid, tid)) = self.index.lookup_rtcp(dgram.socket, dgram.source, &compound) else {
             if let Some(v) = self.steer(dgram, None) {
                 return Some(v);
             }
@@ -111,7 +160,17 @@ impl Shard {
             // RTCP never latches a comedia transport: only valid RTP of a known SSRC does.
             Remote::Comedia | Remote::Unset => return self.drop(DropReason::NotConnected),
         }
-        let mut cx = RtcpContext { rid, tid, router, counters: &mut self.counters, out, now_us };
+        let mut cx = RtcpContext {
+            rid,
+            tid,
+            router,
+            counters: &mut self.counters,
+            out,
+            now_us,
+            limits: &self.limits,
+            retransmissions_left: self.limits.retransmissions_per_datagram,
+            upstream_nack_sent: false,
+        };
         let mut acted = false;
         for packet in compound.iter() {
             acted |= match packet {

@@ -1,8 +1,15 @@
 //! A producer's sender report (RFC 3550 §6.4.1), rewritten for each of its consumers: the
 //! consumer's SSRC, the producer's RTP timestamp moved by the consumer's timestamp offset, and the
 //! consumer's own packet and octet counts. The NTP time is the producer's.
+//!
+//! One SR in makes one copy per consumer, so a producer's SRs are fanned out at most once per
+//! [`RtcpLimits::sender_report_interval_us`](super::RtcpLimits) (senders report every second or
+//! so, RFC 3550 §6.2); the copies of a more frequent one are counted as
+//! [`DropReason::SenderReportThrottled`].
 
+use crate::drop_reason::DropReason;
 use crate::ids::Ssrc;
+use crate::router::Router;
 use crate::rtcp::{SenderReport, SenderReportRepr};
 use crate::shard::output::{OutputSink, OUTPUT_HEADER_MAX};
 use crate::shard::rtcp::RtcpContext;
@@ -11,18 +18,31 @@ impl<O: OutputSink> RtcpContext<'_, O> {
     /// Acted on when the SR's SSRC is a producer on the transport it came in on (even if no
     /// consumer can take a copy now).
     pub(super) fn sender_report(&mut self, sr: &SenderReport<'_>) -> bool {
-        let router = &*self.router;
+        let now_us = self.now_us;
+        let interval_us = self.limits.sender_report_interval_us;
+        let router = &mut *self.router;
         let Some(t) = router.transports.get(&self.tid) else { return false };
-        let Some(pid) = t.producers_by_ssrc.get(&Ssrc(sr.ssrc())) else { return false };
-        let Some(producer) = router.producers.get(pid) else { return false };
+        let Some(&pid) = t.producers_by_ssrc.get(&Ssrc(sr.ssrc())) else { return false };
+        let Some(producer) = router.producers.get_mut(&pid) else { return false };
+        let throttled =
+            producer.last_sender_report_us.is_some_and(|t| now_us.saturating_sub(t) < interval_us);
+        if !throttled {
+            producer.last_sender_report_us = Some(now_us);
+        }
+        let Router { transports, producers, consumers } = &mut *self.router;
+        let Some(producer) = producers.get(&pid) else { return false };
         for cid in &producer.consumers {
-            let Some(c) = router.consumers.get(cid) else { continue };
+            let Some(c) = consumers.get_mut(cid) else { continue };
             if c.paused || c.producer_paused {
                 continue;
             }
-            let Some(egress) = router.transports.get(&c.transport).and_then(|t| t.egress()) else {
+            let Some(egress) = transports.get(&c.transport).and_then(|t| t.egress()) else {
                 continue;
             };
+            if throttled {
+                self.counters.drop(DropReason::SenderReportThrottled);
+                continue;
+            }
             let repr = SenderReportRepr {
                 ssrc: c.ssrc().0,
                 ntp: sr.ntp(),
@@ -33,7 +53,10 @@ impl<O: OutputSink> RtcpContext<'_, O> {
             };
             let mut header = [0u8; OUTPUT_HEADER_MAX];
             let len = repr.emit(&mut header);
-            Self::emit(self.counters, self.out, egress, header, len);
+            if Self::emit(self.counters, self.out, egress, header, len) {
+                // What the consumer's receiver reports will echo (RFC 3550 §6.4.1 LSR): its RTT.
+                c.last_sender_report = Some(((sr.ntp() >> 16) as u32, now_us));
+            }
         }
         true
     }
@@ -41,6 +64,7 @@ impl<O: OutputSink> RtcpContext<'_, O> {
 
 #[cfg(test)]
 mod tests {
+    use crate::drop_reason::DropReason;
     use crate::rtcp::{SenderReport, SenderReportRepr};
     use crate::shard::tests::{addr, rtcp_out, send, setup};
 
@@ -64,5 +88,21 @@ mod tests {
         assert_eq!((v.ssrc(), v.ntp(), v.rtp_timestamp(), v.packet_count()), (5000, 77, 5000, 1));
         assert_eq!(out[1].dest, addr(6001));
         assert_eq!(s.counters().rtcp_terminated, 1);
+    }
+
+    #[test]
+    fn sender_reports_are_fanned_out_at_most_once_per_interval() {
+        let mut s = setup(3);
+        send(&mut s, 1, addr(5000), &crate::testutil::rtp(1111, 1, 1000, 96, b"x"));
+        let mut sr = [0u8; 28];
+        SenderReportRepr { ssrc: 1111, ntp: 77, rtp_timestamp: 5000, ..Default::default() }.emit(&mut sr);
+        assert_eq!(rtcp_out(&mut s, 1, addr(5000), &sr, 1_000_000).len(), 3);
+        // 50 ms later: terminated, not fanned out; each copy not made is counted.
+        assert!(rtcp_out(&mut s, 1, addr(5000), &sr, 1_050_000).is_empty());
+        assert_eq!(s.counters().drops_of(DropReason::SenderReportThrottled), 3);
+        assert_eq!(s.counters().rtcp_terminated, 2);
+        // One interval (100 ms) after the last one fanned out, it is again.
+        assert_eq!(rtcp_out(&mut s, 1, addr(5000), &sr, 1_100_000).len(), 3);
+        assert!(s.counters().ingress_balanced(), "{:?}", s.counters());
     }
 }

@@ -1,0 +1,80 @@
+//! The real daemon binary as the control crate's end-to-end tests start it: spawned with stdout
+//! piped, ready once its JSON ready line arrives (with a deadline), stopped by SIGTERM through the
+//! `kill` utility (which keeps the tests free of unsafe code) with a deadline of its own.
+#![allow(dead_code)] // each test file uses a part
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// The daemon binary cargo built for these tests.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_shardcast")
+}
+
+/// API and media on 127.0.0.1, ports picked by the kernel.
+pub const LOCAL: [&str; 4] = ["--api-listen", "127.0.0.1:0", "--media-listen", "127.0.0.1:0"];
+
+/// A running daemon and its ready line.
+#[derive(Debug)]
+pub struct Daemon {
+    pub child: Child,
+    pub ready: Value,
+    /// `http://` + the API address of the ready line.
+    pub api: String,
+    /// The shared media port of the ready line.
+    pub media: SocketAddr,
+}
+
+impl Daemon {
+    /// Starts `cmd` (its stdout is taken) and waits up to `within` for the ready line.
+    pub fn spawn(mut cmd: Command, within: Duration) -> Result<Daemon, String> {
+        let mut child = cmd.stdout(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+        let stdout = child.stdout.take().ok_or("stdout is piped")?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(within).unwrap_or_default();
+        let Ok(ready) = serde_json::from_str::<Value>(&line) else {
+            let _ = child.kill();
+            let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
+            return Err(format!("no ready line within {within:?} ({status})"));
+        };
+        let api = format!("http://{}", ready["api"].as_str().unwrap_or_default());
+        let media =
+            ready["media"].as_str().and_then(|m| m.parse().ok()).ok_or("ready line names the media port")?;
+        Ok(Daemon { child, ready, api, media })
+    }
+
+    /// The daemon on 127.0.0.1 with two unpinned cores and `extra` arguments, stderr discarded.
+    pub fn start(extra: &[&str]) -> Daemon {
+        let mut cmd = Command::new(bin());
+        cmd.args(LOCAL).args(["--cores", "2"]).args(extra).stderr(Stdio::null());
+        Daemon::spawn(cmd, Duration::from_secs(20)).expect("daemon starts")
+    }
+
+    /// Sends signal `sig` (a name `kill` knows: TERM, HUP, ...).
+    pub fn signal(&self, sig: &str) {
+        let _ = Command::new("kill").args([&format!("-{sig}"), &self.child.id().to_string()]).status();
+    }
+
+    /// SIGTERM, then true if it exits successfully within 10 s (killed otherwise).
+    pub fn stop(mut self) -> bool {
+        self.signal("TERM");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status.success();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        false
+    }
+}
