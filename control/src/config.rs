@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use shardcast_core::shard::RtcpLimits;
 use shardcast_dataplane::io::SchedPolicy;
 
-use crate::model::Placement;
+use crate::model::{Placement, Quotas};
 use crate::pinning::{self, Finding, Pinning, Severity};
 use crate::tune::host::{cap, HostFacts};
 
@@ -35,6 +35,8 @@ pub struct Config {
     pub seed: u32,
     /// Enables test hooks (`StallCore`); never in production.
     pub allow_test_hooks: bool,
+    /// How many objects the daemon and each router may hold (`model::Quotas`).
+    pub quotas: Quotas,
 }
 
 /// The log line format.
@@ -161,6 +163,11 @@ pub struct MediaConfig {
     pub kernel_steering: bool,
     /// The network interface media arrives on (`eth0`), for NUMA placement and `shardcast tune`.
     pub nic: Option<String>,
+    /// Addresses API callers may give as a transport's `listen_ip`. Empty (the default): the
+    /// shared port's IP (`listen`) and loopback. Explicit transport ports must lie in
+    /// `port_range`; nothing binds below 1024.
+    #[serde(default)]
+    pub allowed_listen_ips: Vec<IpAddr>,
 }
 
 impl Default for MediaConfig {
@@ -173,6 +180,7 @@ impl Default for MediaConfig {
             require_buffers: false,
             kernel_steering: true,
             nic: None,
+            allowed_listen_ips: Vec::new(),
         }
     }
 }
@@ -192,6 +200,34 @@ pub struct ApiConfig {
     pub event_buffer: usize,
     /// API calls queued for the control thread before callers get "busy".
     pub queue: usize,
+    /// A request's head must arrive within this, counted from when the connection waits for it
+    /// (accepted, or the previous response sent): a slow or silent connection is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// A request (its body and the call) must be answered within this, else 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// Open API connections at most; more wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// File descriptors kept for media sockets: `max_connections` is lowered at start so that
+    /// RLIMIT_NOFILE minus the connections leaves at least this many.
+    #[serde(default = "default_media_fd_reserve")]
+    pub media_fd_reserve: usize,
+}
+
+fn default_header_timeout() -> u64 {
+    5_000
+}
+fn default_request_timeout() -> u64 {
+    10_000
+}
+fn default_max_connections() -> usize {
+    4_096
+}
+fn default_media_fd_reserve() -> usize {
+    // The default transports quota (one socket each) plus the cores' own descriptors.
+    Quotas::default().transports + 384
 }
 
 impl Default for ApiConfig {
@@ -204,6 +240,10 @@ impl Default for ApiConfig {
             max_body_bytes: 65536,
             event_buffer: 1024,
             queue: 1024,
+            header_timeout_ms: default_header_timeout(),
+            request_timeout_ms: default_request_timeout(),
+            max_connections: default_max_connections(),
+            media_fd_reserve: default_media_fd_reserve(),
         }
     }
 }
@@ -286,6 +326,7 @@ impl Default for Config {
             placement: Placement::LeastLoaded,
             seed: 24301,
             allow_test_hooks: false,
+            quotas: Quotas::default(),
         }
     }
 }
@@ -380,6 +421,29 @@ impl Config {
                 "rebalancer.threshold",
                 "is a fraction of one core",
                 "use a value in 0..=1",
+            ));
+        }
+        if lo != 0 && lo < 1024 {
+            out.push(Finding::error(
+                "media.port_range",
+                format!("({lo}, {hi}) includes privileged ports (< 1024)"),
+                "use ports from 1024 up",
+            ));
+        }
+        let api = &self.api;
+        for (field, v) in [
+            ("api.header_timeout_ms", api.header_timeout_ms),
+            ("api.max_connections", api.max_connections as u64),
+        ] {
+            if v == 0 {
+                out.push(Finding::error(field, "must be positive", "set it to 1 or more"));
+            }
+        }
+        if api.request_timeout_ms <= api.request_deadline_ms {
+            out.push(Finding::error(
+                "api.request_timeout_ms",
+                format!("{} does not exceed api.request_deadline_ms ({}), which a call may wait for the control thread", api.request_timeout_ms, api.request_deadline_ms),
+                "make it larger than api.request_deadline_ms",
             ));
         }
         if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {

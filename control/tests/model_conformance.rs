@@ -283,7 +283,7 @@ impl System {
                     // The controller checks the router before binding a socket.
                     return Err(ApiError::not_found(format!("no router {router}")));
                 }
-                let socket = if shared { SocketId::SHARED } else { m.socket_id() };
+                let socket = if shared { SocketId::SHARED } else { m.socket_id().unwrap() };
                 m.create_transport(RouterId(router), socket, remote(40000), false, None)
             }
             Call::Connect { transport, port } => m.connect_transport(TransportId(transport), remote(port)),

@@ -116,10 +116,11 @@ impl Controller {
                 recv_buffer: config.media.recv_buffer,
                 send_buffer: config.media.send_buffer,
             },
+            ports::allowed_listen_ips(&config.media.allowed_listen_ips, config.media.listen.ip()),
         );
         Self {
             plane,
-            model: Model::new(cores, config.seed, config.placement),
+            model: Model::new(cores, config.seed, config.placement).with_quotas(config.quotas.clone()),
             seqs: vec![0; cores],
             stalled: (0..cores).map(|_| None).collect(),
             sockets: HashMap::new(),
@@ -362,9 +363,8 @@ impl Controller {
                 "comedia_source needs comedia: true (it restricts who may latch)",
             ));
         }
-        self.model
-            .core_of_router(router)
-            .ok_or_else(|| ApiError::not_found(format!("no router {router}")))?;
+        // The quotas before a socket is bound (also checked by the model's plan).
+        self.model.admit_transport(router)?;
         let (socket, local) = if shared_port {
             if port.is_some() {
                 return Err(ApiError::argument(
@@ -375,7 +375,7 @@ impl Controller {
         } else {
             let socket = self.ports.bind(listen_ip, port)?;
             let local = socket.local_addr().map_err(|e| ApiError::state(format!("socket: {e}")))?;
-            let id = self.model.socket_id();
+            let id = self.model.socket_id()?;
             // Moved into the AttachSocket op by `execute`; dropped (closed) if unused.
             self.sockets.insert(id, socket);
             (id, local)

@@ -174,8 +174,14 @@ fn events_are_tagged_by_name() {
 fn errors_carry_the_message_and_the_http_kind() {
     let busy = HttpError::from(ApiError::busy("core 1 is busy"));
     assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
-    let body = ErrorBody { error: busy.message, kind: busy.kind };
+    let body: ErrorBody = busy.body();
     assert_eq!(json(&body), r#"{"error":"core 1 is busy","kind":"core_unavailable"}"#);
+    let quota = HttpError::from(ApiError::quota("consumers_per_router", 1000, "full"));
+    assert_eq!(quota.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        json(&quota.body()),
+        r#"{"error":"full","kind":"quota_exceeded","quota":"consumers_per_router","limit":1000}"#
+    );
     let kinds = [
         (ApiError::argument("x"), StatusCode::BAD_REQUEST, "invalid_argument"),
         (ApiError::not_found("x"), StatusCode::NOT_FOUND, "not_found"),

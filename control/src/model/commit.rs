@@ -1,10 +1,12 @@
-//! Committing a change the owning core confirmed, with the close cascades.
+//! Committing a change the owning core confirmed, with the close cascades. Every count the
+//! model keeps (routers per core, producers and consumers per router, video producers, SSRCs in
+//! use) changes here and nowhere else.
 
 use std::collections::BTreeSet;
 
-use shardcast_core::ids::{ConsumerId, ProducerId, TransportId};
+use shardcast_core::ids::{ConsumerId, MediaKind, ProducerId, Ssrc, TransportId};
 
-use super::{Change, Model, RouterEntry};
+use super::{Change, Model, RouterCounts, RouterEntry};
 
 impl Model {
     /// Applies a change the owning core has confirmed. Idempotent for removals (a cascade may
@@ -13,16 +15,25 @@ impl Model {
         match change {
             Change::Nothing => {}
             Change::AddRouter { id, core } => {
-                self.routers.insert(id, RouterEntry { core, transports: BTreeSet::new() });
+                let entry =
+                    RouterEntry { core, transports: BTreeSet::new(), counts: RouterCounts::default() };
+                if self.routers.insert(id, entry).is_none() {
+                    self.routers_on[core] += 1;
+                }
             }
             Change::RemoveRouter(id) => {
-                let Some(r) = self.routers.remove(&id) else { return };
-                for t in r.transports {
+                let Some(r) = self.routers.get(&id) else { return };
+                for t in r.transports.clone() {
                     self.remove_transport(t);
+                }
+                if let Some(r) = self.routers.remove(&id) {
+                    self.routers_on[r.core] -= 1;
                 }
             }
             Change::MoveRouter { id, core } => {
                 if let Some(r) = self.routers.get_mut(&id) {
+                    self.routers_on[r.core] -= 1;
+                    self.routers_on[core] += 1;
                     r.core = core;
                 }
             }
@@ -40,10 +51,18 @@ impl Model {
             }
             Change::RemoveTransport(id) => self.remove_transport(id),
             Change::AddProducer { id, entry } => {
-                if let Some(t) = self.transports.get_mut(&entry.transport) {
-                    t.producers.insert(id);
-                    self.producers.insert(id, entry);
+                let (Some(t), Some(r)) =
+                    (self.transports.get_mut(&entry.transport), self.routers.get_mut(&entry.router))
+                else {
+                    return;
+                };
+                t.producers.insert(id);
+                r.counts.producers += 1;
+                if entry.kind == MediaKind::Video {
+                    self.video_producers += 1;
                 }
+                *self.ssrcs.entry(entry.ssrc).or_insert(0) += 1;
+                self.producers.insert(id, entry);
             }
             Change::RemoveProducer(id) => self.remove_producer(id),
             Change::ProducerPaused { id, paused } => {
@@ -52,15 +71,19 @@ impl Model {
                 }
             }
             Change::AddConsumer { id, entry } => {
-                let (Some(t), true) =
-                    (self.transports.get_mut(&entry.transport), self.producers.contains_key(&entry.producer))
-                else {
+                let (Some(t), true, Some(r)) = (
+                    self.transports.get_mut(&entry.transport),
+                    self.producers.contains_key(&entry.producer),
+                    self.routers.get_mut(&entry.router),
+                ) else {
                     return;
                 };
                 t.consumers.insert(id);
+                r.counts.consumers += 1;
                 if let Some(p) = self.producers.get_mut(&entry.producer) {
                     p.consumers.insert(id);
                 }
+                *self.ssrcs.entry(entry.ssrc).or_insert(0) += 1;
                 self.consumers.insert(id, entry);
             }
             Change::RemoveConsumer(id) => self.remove_consumer(id),
@@ -94,6 +117,13 @@ impl Model {
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.remove(&id);
         }
+        if let Some(r) = self.routers.get_mut(&p.router) {
+            r.counts.producers -= 1;
+        }
+        if p.kind == MediaKind::Video {
+            self.video_producers -= 1;
+        }
+        self.release_ssrc(p.ssrc);
     }
 
     fn remove_consumer(&mut self, id: ConsumerId) {
@@ -103,6 +133,19 @@ impl Model {
         }
         if let Some(p) = self.producers.get_mut(&c.producer) {
             p.consumers.remove(&id);
+        }
+        if let Some(r) = self.routers.get_mut(&c.router) {
+            r.counts.consumers -= 1;
+        }
+        self.release_ssrc(c.ssrc);
+    }
+
+    fn release_ssrc(&mut self, ssrc: Ssrc) {
+        if let Some(n) = self.ssrcs.get_mut(&ssrc) {
+            *n -= 1;
+            if *n == 0 {
+                self.ssrcs.remove(&ssrc);
+            }
         }
     }
 }

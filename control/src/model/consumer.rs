@@ -24,7 +24,8 @@ impl Model {
         }
         let (router, payload_type) = (t.router, p.payload_type);
         let core = self.router(router)?.core;
-        let id = ConsumerId(self.id());
+        self.admit_consumer(router)?;
+        let id = ConsumerId(self.id()?);
         let ssrc = self.new_ssrc();
         let command = Command::CreateConsumer {
             router,

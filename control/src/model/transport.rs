@@ -38,7 +38,8 @@ impl Model {
             ));
         }
         let core = self.router(router)?.core;
-        let id = TransportId(self.id());
+        self.admit_transport(router)?;
+        let id = TransportId(self.id()?);
         let entry = TransportEntry {
             router,
             socket,

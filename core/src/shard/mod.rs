@@ -331,6 +331,10 @@ impl Shard {
     pub fn routers(&self) -> impl Iterator<Item = (RouterId, &Router)> {
         self.routers.iter().map(|(k, v)| (*k, v))
     }
+    /// How many routers this shard holds (O(1): published every loop pass).
+    pub fn router_count(&self) -> usize {
+        self.routers.len()
+    }
     pub fn counters(&self) -> &Counters {
         &self.counters
     }
