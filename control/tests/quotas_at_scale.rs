@@ -56,8 +56,11 @@ impl Stream {
         Stream { sender, to, receiver, ssrc: 0xabc, seq: 0 }
     }
 
+    /// CPU time of the core threads (their run time from schedstat, not the cores' wall-clock
+    /// busy time, which a loaded machine inflates by preempting them) per packet received.
     fn ns_per_packet(&mut self, sc: &Shardcast, packets: u32) -> f64 {
         let before = sc.cores()[1].stats();
+        let cpu_before = threads_ns("shardcast-core");
         let mut buf = [0u8; 2048];
         let mut received = 0;
         for i in 0..packets {
@@ -75,10 +78,11 @@ impl Stream {
             }
         }
         std::thread::sleep(Duration::from_millis(300));
+        let cpu = threads_ns("shardcast-core") - cpu_before;
         let after = sc.cores()[1].stats();
         let n = after.counters.packets_in - before.counters.packets_in;
         assert!(n >= u64::from(packets) * 9 / 10, "core 1 saw {n} of {packets} packets");
-        (after.busy_ns - before.busy_ns) as f64 / n as f64
+        cpu as f64 / n as f64
     }
 
     /// The median of three measurements (this machine's cores are shared with other work).
@@ -148,8 +152,9 @@ fn a_hundred_thousand_consumers_cost_nothing_per_loop_pass() {
     // Busy: core 1 holds 5,000 routers now; its cost per packet is what it was.
     // Counting 5,000 routers on every pass added ~2 µs per packet here (one packet per pass).
     let loaded = stream.median_ns_per_packet(&sc);
+    // 10 % (at least 1 µs) of slack for a shared machine; the per-pass count cost ~15 %.
     assert!(
-        loaded < baseline + 1_000.0,
+        loaded < baseline + (baseline * 0.10).max(1_000.0),
         "ns/packet {baseline:.0} with one router, {loaded:.0} with {routers} routers"
     );
     eprintln!(
