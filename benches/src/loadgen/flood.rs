@@ -555,14 +555,14 @@ fn build(
         HostileClass::WrongVersion => {
             let len = 12 + 100;
             rng.fill(&mut b[..len]);
-            rtp_header(b, if n % 2 == 0 { 0x40 } else { 0xc0 }, pt, seq, ssrc);
+            rtp_header(b, if n.is_multiple_of(2) { 0x40 } else { 0xc0 }, pt, seq, ssrc);
             (len, any, dest, kind)
         }
         HostileClass::BadPadding => {
             let len = 12 + 20;
             rng.fill(&mut b[..len]);
             rtp_header(b, 0xa0, pt, seq, ssrc);
-            b[len - 1] = if n % 2 == 0 { 255 } else { 0 };
+            b[len - 1] = if n.is_multiple_of(2) { 255 } else { 0 };
             (len, any, dest, kind)
         }
         HostileClass::BadExtension => {
@@ -585,7 +585,7 @@ fn build(
             rng.fill(&mut b[..len]);
             b[0] = 0x81;
             b[1] = 201; // RR, one block
-            let words: u16 = if n % 2 == 0 { 200 } else { 1 }; // too long, or trailing bytes
+            let words: u16 = if n.is_multiple_of(2) { 200 } else { 1 }; // too long, or trailing bytes
             b[2..4].copy_from_slice(&words.to_be_bytes());
             b[4..8].copy_from_slice(&consumer.2.first().copied().unwrap_or(ssrc).to_be_bytes());
             (len, any, dest, kind)
