@@ -96,6 +96,7 @@ fn the_stats_document_has_the_documented_fields() {
         packets_out: 3,
         bytes_out: 4,
         routed: 5,
+        rtcp_terminated: 4,
         outputs: 6,
         hopped_out: 7,
         hopped_in: 8,
@@ -128,7 +129,7 @@ fn the_stats_document_has_the_documented_fields() {
             r#"{"pid":42,"shared_port":"0.0.0.0:5004","kernel_steering":{"updates":3,"errors":0},"#,
             r#""routers":1,"transports":2,"producers":3,"consumers":4,"moves":5,"rebalancer_moves":6,"#,
             r#""cores":[{"core":0,"cpu":1,"stalled":false,"packets_in":1,"bytes_in":2,"packets_out":3,"bytes_out":4,"#,
-            r#""routed":5,"outputs":6,"hopped_out":7,"hopped_in":8,"drops":{"producer_paused":9},"#,
+            r#""routed":5,"rtcp_terminated":4,"outputs":6,"hopped_out":7,"hopped_in":8,"drops":{"producer_paused":9},"#,
             r#""batches_applied":10,"apply_ns_max":11,"busy_ns":12,"wakeups":13,"routers":14,"ring_depth":15,"#,
             r#""handoffs_in":16,"freeze_ns_max":17,"barrier_failures":18}]}"#,
         )
