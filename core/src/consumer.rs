@@ -190,6 +190,10 @@ impl Consumer {
     pub fn ssrc(&self) -> Ssrc {
         self.rewriter.ssrc()
     }
+    /// The payload type its packets carry.
+    pub fn payload_type(&self) -> PayloadType {
+        self.rewriter.payload_type()
+    }
     pub fn stats(&self) -> ConsumerStats {
         self.stats
     }

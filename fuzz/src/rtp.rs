@@ -132,7 +132,7 @@ fn check_rewriter(packet: &[u8], params: &[u8], steps: &[u8]) {
     for step in steps.chunks_exact(STEP_LEN) {
         match step[0] % 8 {
             6 => {
-                rw.resync();
+                rw.sync();
                 synced = max_out.is_some();
                 continue;
             }
