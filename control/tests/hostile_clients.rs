@@ -2,96 +2,40 @@
 //! well-behaved client nor a transport creation; an open API needs a token or `--insecure`; the
 //! token is never printed; a second SIGTERM during a stuck shutdown exits at once.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 
-struct Daemon {
-    child: Child,
-    api: String,
-    addr: SocketAddr,
-    log: Arc<Mutex<String>>,
+mod common;
+use common::Daemon;
+
+/// Starts the daemon (under `ulimit -n nofile` when given), keeping its stderr.
+fn start(nofile: Option<u32>, extra: &[&str]) -> Daemon {
+    let bin = common::bin();
+    let mut cmd = match nofile {
+        Some(n) => {
+            let mut c = Command::new("sh");
+            c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
+            c
+        }
+        None => Command::new(bin),
+    };
+    if !extra.contains(&"--api-listen") {
+        cmd.args(["--api-listen", "127.0.0.1:0"]);
+    }
+    cmd.args(["--media-listen", "127.0.0.1:0", "--cores", "2"]).args(extra);
+    Daemon::spawn_logged(cmd, Duration::from_secs(20)).expect("daemon starts")
 }
 
-impl Daemon {
-    /// Starts the daemon (under `ulimit -n nofile` when given) and waits for its ready line.
-    fn start(nofile: Option<u32>, extra: &[&str]) -> Daemon {
-        let bin = env!("CARGO_BIN_EXE_shardcast");
-        let mut cmd = match nofile {
-            Some(n) => {
-                let mut c = Command::new("sh");
-                c.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\""), bin]);
-                c
-            }
-            None => Command::new(bin),
-        };
-        if !extra.contains(&"--api-listen") {
-            cmd.args(["--api-listen", "127.0.0.1:0"]);
-        }
-        let mut child = cmd
-            .args(["--media-listen", "127.0.0.1:0", "--cores", "2"])
-            .args(extra)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("daemon starts");
-        let log = Arc::new(Mutex::new(String::new()));
-        let stderr = child.stderr.take().expect("stderr piped");
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap();
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().expect("stdout piped");
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).expect("ready line within 20 s");
-        let ready: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|_| panic!("ready line is JSON: {line:?}; log: {}", log.lock().unwrap()));
-        let addr: SocketAddr = ready["api"].as_str().unwrap().parse().unwrap();
-        Daemon { child, api: format!("http://{addr}"), addr, log }
-    }
-
-    fn log(&self) -> String {
-        self.log.lock().unwrap().clone()
-    }
-
-    fn signal(&self) {
-        // Through the `kill` utility: this test has no unsafe code.
-        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
-    }
-
-    /// The exit code within `deadline`, or `None` (then it is killed).
-    fn wait(&mut self, deadline: Duration) -> Option<i32> {
-        let until = Instant::now() + deadline;
-        while Instant::now() < until {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status.code().unwrap_or(-1));
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        None
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The API's address (for raw TCP clients).
+fn api_addr(d: &Daemon) -> SocketAddr {
+    d.ready["api"].as_str().and_then(|a| a.parse().ok()).expect("ready line names the API")
 }
 
 /// Slowloris clients: each sends one byte of a request head per second and never ends it; a
@@ -185,8 +129,8 @@ fn slow_connections_do_not_stop_calls_nor_transport_creation() {
     let config = dir.join("config.toml");
     let toml = shardcast::config::DEFAULT_TOML.replace("[api]\n", "[api]\nheader_timeout_ms = 2000\n");
     std::fs::write(&config, toml).unwrap();
-    let d = Daemon::start(None, &["--config", config.to_str().unwrap()]);
-    let slow = Slowloris::start(d.addr, 2000);
+    let d = start(None, &["--config", config.to_str().unwrap()]);
+    let slow = Slowloris::start(api_addr(&d), 2000);
     // Let the attackers connect and fill every slot the daemon gives them.
     let until = Instant::now() + Duration::from_secs(10);
     while slow.opened.load(Ordering::Relaxed) < 2000 && Instant::now() < until {
@@ -239,9 +183,9 @@ fn an_open_api_needs_a_token_or_insecure_and_the_token_is_never_printed() {
     let stderr = String::from_utf8_lossy(&open.stderr);
     assert!(stderr.contains("without a token") && stderr.contains("--insecure"), "{stderr}");
 
-    let mut insecure = Daemon::start(None, &["--api-listen", "0.0.0.0:0", "--insecure"]);
+    let mut insecure = start(None, &["--api-listen", "0.0.0.0:0", "--insecure"]);
     assert!(insecure.log().contains("--insecure"), "{}", insecure.log());
-    insecure.signal();
+    insecure.signal("TERM");
     assert_eq!(insecure.wait(Duration::from_secs(10)), Some(0));
 
     let printed = Command::new(bin).args(["--token", "s3cret-t0ken", "--print-config"]).output().unwrap();
@@ -251,7 +195,7 @@ fn an_open_api_needs_a_token_or_insecure_and_the_token_is_never_printed() {
 
 #[test]
 fn the_token_is_required_and_compared_whole() {
-    let d = Daemon::start(None, &["--token", "abc123"]);
+    let d = start(None, &["--token", "abc123"]);
     let c = Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     for given in [None, Some("abc12"), Some("abc1234"), Some("xbc123"), Some("")] {
         let mut r = c.get(format!("{}/stats", d.api));
@@ -274,18 +218,18 @@ fn a_second_sigterm_during_shutdown_exits_at_once() {
     let config = dir.join("config.toml");
     let toml = shardcast::config::DEFAULT_TOML.replace("allow_test_hooks = false", "allow_test_hooks = true");
     std::fs::write(&config, toml).unwrap();
-    let mut d = Daemon::start(None, &["--config", config.to_str().unwrap()]);
+    let mut d = start(None, &["--config", config.to_str().unwrap()]);
     let c = Client::builder().timeout(Duration::from_secs(10)).build().unwrap();
     let (status, _) = post(&c, format!("{}/routers", d.api), json!({"core": 0}));
     assert_eq!(status, 200);
     let (status, body) =
         post(&c, format!("{}/cores/0/stall", d.api), json!({"millis": 30000, "wait": false}));
     assert_eq!(status, 200, "{body}");
-    d.signal();
+    d.signal("TERM");
     // Closing the router waits for the stalled core: the daemon is still shutting down.
     assert_eq!(d.wait(Duration::from_millis(700)), None, "{}", d.log());
     let second = Instant::now();
-    d.signal();
+    d.signal("TERM");
     let code = d.wait(Duration::from_secs(5));
     assert_eq!(code, Some(130), "{}", d.log());
     assert!(

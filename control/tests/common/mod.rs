@@ -6,6 +6,7 @@
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -27,6 +28,8 @@ pub struct Daemon {
     pub api: String,
     /// The shared media port of the ready line.
     pub media: SocketAddr,
+    /// Its stderr so far, when started with [`Daemon::spawn_logged`].
+    log: Option<Arc<Mutex<String>>>,
 }
 
 impl Daemon {
@@ -49,7 +52,58 @@ impl Daemon {
         let api = format!("http://{}", ready["api"].as_str().unwrap_or_default());
         let media =
             ready["media"].as_str().and_then(|m| m.parse().ok()).ok_or("ready line names the media port")?;
-        Ok(Daemon { child, ready, api, media })
+        Ok(Daemon { child, ready, api, media, log: None })
+    }
+
+    /// As [`Daemon::spawn`], keeping what the daemon writes to stderr (see [`Daemon::log`]).
+    pub fn spawn_logged(mut cmd: Command, within: Duration) -> Result<Daemon, String> {
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut child =
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+        let stderr = child.stderr.take().ok_or("stderr is piped")?;
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        let stdout = child.stdout.take().ok_or("stdout is piped")?;
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(within).unwrap_or_default();
+        let text = || log.lock().map(|l| l.clone()).unwrap_or_default();
+        let Ok(ready) = serde_json::from_str::<Value>(&line) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!("no ready line within {within:?}; stderr: {}", text()));
+        };
+        let api = format!("http://{}", ready["api"].as_str().unwrap_or_default());
+        let media =
+            ready["media"].as_str().and_then(|m| m.parse().ok()).ok_or("ready line names the media port")?;
+        Ok(Daemon { child, ready, api, media, log: Some(log) })
+    }
+
+    /// What the daemon wrote to stderr so far (empty unless started with `spawn_logged`).
+    pub fn log(&self) -> String {
+        self.log.as_ref().and_then(|l| l.lock().ok().map(|l| l.clone())).unwrap_or_default()
+    }
+
+    /// The exit code within `deadline` (-1 for a signal), or `None` if it is still running.
+    pub fn wait(&mut self, deadline: Duration) -> Option<i32> {
+        let until = Instant::now() + deadline;
+        while Instant::now() < until {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status.code().unwrap_or(-1));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
     }
 
     /// The daemon on 127.0.0.1 with two unpinned cores and `extra` arguments, stderr discarded.
@@ -76,5 +130,13 @@ impl Daemon {
         }
         let _ = self.child.kill();
         false
+    }
+}
+
+impl Drop for Daemon {
+    /// A test that fails half-way leaves no daemon behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
