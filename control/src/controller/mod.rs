@@ -358,11 +358,7 @@ impl Controller {
         comedia: bool,
         comedia_source: Option<IpPrefix>,
     ) -> Result<Plan, ApiError> {
-        if comedia_source.is_some() && !comedia {
-            return Err(ApiError::argument(
-                "comedia_source needs comedia: true (it restricts who may latch)",
-            ));
-        }
+        crate::model::check_comedia_source(comedia, comedia_source)?;
         // The quotas before a socket is bound (also checked by the model's plan).
         self.model.admit_transport(router)?;
         let (socket, local) = if shared_port {

@@ -24,6 +24,7 @@ mod quota;
 mod router;
 mod steering;
 mod transport;
+pub(crate) use transport::check_comedia_source;
 
 use std::collections::{BTreeMap, HashMap};
 

@@ -35,7 +35,29 @@ pub struct Daemon {
 impl Daemon {
     /// Starts `cmd` (its stdout is taken) and waits up to `within` for the ready line.
     pub fn spawn(mut cmd: Command, within: Duration) -> Result<Daemon, String> {
-        let mut child = cmd.stdout(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+        let child = cmd.stdout(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+        Daemon::ready(child, within, None)
+    }
+
+    /// As [`Daemon::spawn`], keeping what the daemon writes to stderr (see [`Daemon::log`]).
+    pub fn spawn_logged(mut cmd: Command, within: Duration) -> Result<Daemon, String> {
+        let mut child =
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().ok_or("stderr is piped")?;
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
+                l.push_str(&line);
+                l.push('\n');
+            }
+        });
+        Daemon::ready(child, within, Some(log))
+    }
+
+    /// Waits up to `within` for the ready line on the child's stdout.
+    fn ready(mut child: Child, within: Duration, log: Option<Arc<Mutex<String>>>) -> Result<Daemon, String> {
         let stdout = child.stdout.take().ok_or("stdout is piped")?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
         std::thread::spawn(move || {
@@ -47,46 +69,13 @@ impl Daemon {
         let Ok(ready) = serde_json::from_str::<Value>(&line) else {
             let _ = child.kill();
             let status = child.wait().map(|s| s.to_string()).unwrap_or_default();
-            return Err(format!("no ready line within {within:?} ({status})"));
+            let stderr = log.and_then(|l| l.lock().ok().map(|l| l.clone())).unwrap_or_default();
+            return Err(format!("no ready line within {within:?} ({status}); stderr: {stderr}"));
         };
         let api = format!("http://{}", ready["api"].as_str().unwrap_or_default());
         let media =
             ready["media"].as_str().and_then(|m| m.parse().ok()).ok_or("ready line names the media port")?;
-        Ok(Daemon { child, ready, api, media, log: None })
-    }
-
-    /// As [`Daemon::spawn`], keeping what the daemon writes to stderr (see [`Daemon::log`]).
-    pub fn spawn_logged(mut cmd: Command, within: Duration) -> Result<Daemon, String> {
-        let log = Arc::new(Mutex::new(String::new()));
-        let mut child =
-            cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().map_err(|e| e.to_string())?;
-        let stderr = child.stderr.take().ok_or("stderr is piped")?;
-        let sink = log.clone();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let mut l = sink.lock().unwrap_or_else(|e| e.into_inner());
-                l.push_str(&line);
-                l.push('\n');
-            }
-        });
-        let stdout = child.stdout.take().ok_or("stdout is piped")?;
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(within).unwrap_or_default();
-        let text = || log.lock().map(|l| l.clone()).unwrap_or_default();
-        let Ok(ready) = serde_json::from_str::<Value>(&line) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(format!("no ready line within {within:?}; stderr: {}", text()));
-        };
-        let api = format!("http://{}", ready["api"].as_str().unwrap_or_default());
-        let media =
-            ready["media"].as_str().and_then(|m| m.parse().ok()).ok_or("ready line names the media port")?;
-        Ok(Daemon { child, ready, api, media, log: Some(log) })
+        Ok(Daemon { child, ready, api, media, log })
     }
 
     /// What the daemon wrote to stderr so far (empty unless started with `spawn_logged`).
