@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// True when this process runs as root (effective uid 0, from `/proc/self/status`): kernel
+/// steering needs CAP_BPF. Without it, tests of it print what they skip.
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .is_ok_and(|s| s.lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(2) == Some("0")))
+}
+
 /// The daemon binary cargo built for these tests.
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_shardcast")
