@@ -83,6 +83,12 @@ impl RtpRewriter {
         self.seq.output_to_input(seq)
     }
 
+    /// After a source switch, until the new source's first packet: the timestamp offset is not
+    /// known yet (an SR of the new source cannot be mapped).
+    pub fn timeline_pending(&self) -> bool {
+        self.source_switch_pending
+    }
+
     /// Timestamp offset added to the producer's timestamps (for SR rewriting).
     pub fn ts_offset(&self) -> u32 {
         self.ts_offset

@@ -9,7 +9,7 @@ use super::tests::{addr, batch, rtcp_out, R};
 use super::*;
 use crate::command::{ConsumerOptions, ErrorKind, PlainTransportOptions, ProducerOptions, SocketId};
 use crate::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, TransportId};
-use crate::rtcp::{Nack, NackRepr, Pli, PliRepr};
+use crate::rtcp::{Nack, NackRepr, Pli, PliRepr, SenderReport, SenderReportRepr};
 use crate::testutil::{fanout_setup, rtp};
 
 const P1: ProducerId = ProducerId(1);
@@ -275,4 +275,30 @@ fn closing_the_old_producer_spares_a_switched_consumer_closing_the_new_one_close
     let r = s.router(R).unwrap();
     assert!(r.consumer(C).is_none() && r.consumer(C2).is_none());
     assert!(r.transport(TransportId(100)).unwrap().consumers().next().is_none());
+}
+
+#[test]
+fn the_new_producers_sender_reports_reach_the_consumer_once_its_timeline_is_rebased() {
+    let mut s = room();
+    let sr = |rtp_timestamp: u32| {
+        let mut b = [0u8; 28];
+        SenderReportRepr { ssrc: 2222, ntp: 77, rtp_timestamp, ..Default::default() }.emit(&mut b);
+        b
+    };
+    let srs_to = |out: &[Output], to| -> Vec<(u32, u32)> {
+        out.iter()
+            .filter(|o| o.dest == to)
+            .filter_map(|o| SenderReport::new_checked(o.header()).ok().map(|r| (r.ssrc(), r.rtp_timestamp())))
+            .collect()
+    };
+    media(&mut s, 1, 10, 9_000, 0);
+    switch(&mut s, 2, P2);
+    // Before P2's first packet to it: P2's own consumer gets the SR, the switched one does not
+    // (P1's offset would misplace P2's clock).
+    let out = rtcp_out(&mut s, 2, addr(5002), &sr(7_000_000), 10_000);
+    assert_eq!((srs_to(&out, addr(6200)), srs_to(&out, addr(6000))), (vec![(5200, 7_000_000)], vec![]));
+    // P2's 7_000_900 arrives 20 ms after P1's last packet: sent as 9_000 + 1800.
+    assert_eq!(to_c(&media(&mut s, 2, 40_000, 7_000_900, 20_000)).map(|o| o.3), Some(10_800));
+    let out = rtcp_out(&mut s, 2, addr(5002), &sr(7_000_000), 1_000_000);
+    assert_eq!(srs_to(&out, addr(6000)), [(5000, 9_900)]);
 }
