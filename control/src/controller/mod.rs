@@ -233,7 +233,8 @@ impl Controller {
             | Request::ResumeProducer { producer } => of_producer(*producer),
             Request::CloseConsumer { consumer }
             | Request::PauseConsumer { consumer }
-            | Request::ResumeConsumer { consumer } => of_consumer(*consumer),
+            | Request::ResumeConsumer { consumer }
+            | Request::SwitchConsumerProducer { consumer, .. } => of_consumer(*consumer),
             Request::StallCore { core, .. } | Request::PanicCore { core } => Some(*core),
             Request::CreateRouter { core } => *core,
             Request::Stats => None,
@@ -329,6 +330,11 @@ impl Controller {
             Request::CloseConsumer { consumer } => self.model.close_consumer(consumer)?,
             Request::PauseConsumer { consumer } => self.model.set_consumer_paused(consumer, true)?,
             Request::ResumeConsumer { consumer } => self.model.set_consumer_paused(consumer, false)?,
+            Request::SwitchConsumerProducer { consumer, producer } => {
+                let plan = self.model.switch_consumer_producer(consumer, producer)?;
+                announce.extend(self.producer_paused_change(consumer, producer));
+                plan
+            }
         };
         let noop = plan.phases.is_empty();
         let response = self.execute(plan)?;
@@ -409,6 +415,19 @@ impl Controller {
         match self.execute_phase(vec![(core, op)]) {
             (_, Some(e)) => Err(e),
             (_, None) => Ok(Response::Done {}),
+        }
+    }
+
+    /// The event a switch of `consumer` to `producer` announces when the consumer's
+    /// `producer_paused` changes with it (as a pause or resume of its producer would).
+    fn producer_paused_change(&self, consumer: ConsumerId, producer: ProducerId) -> Option<ControlEvent> {
+        let m = &self.model;
+        let paused = |p: ProducerId| m.producers.get(&p).map(|p| p.paused);
+        let before = paused(m.consumers.get(&consumer)?.producer)?;
+        match (before, paused(producer)?) {
+            (false, true) => Some(ControlEvent::ConsumerProducerPaused { consumer, producer }),
+            (true, false) => Some(ControlEvent::ConsumerProducerResumed { consumer, producer }),
+            _ => None,
         }
     }
 

@@ -140,6 +140,12 @@ struct ConsumeBody {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SwitchProducerBody {
+    producer_id: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StallBody {
     millis: u64,
     #[serde(default = "yes")]
@@ -253,6 +259,17 @@ async fn consume(
     call(sc, Request::Consume { transport, producer, paused: b.paused }).await
 }
 
+async fn switch_consumer_producer(
+    State(sc): State<Shardcast>,
+    p: Result<Path<u32>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> HttpResult {
+    let consumer = ConsumerId(id(p)?);
+    let b: SwitchProducerBody = body(b)?;
+    let producer = ProducerId(b.producer_id.ok_or_else(|| missing("producer_id"))?);
+    call(sc, Request::SwitchConsumerProducer { consumer, producer }).await
+}
+
 macro_rules! by_id {
     ($name:ident, $variant:ident, $field:ident, $ty:ident) => {
         async fn $name(State(sc): State<Shardcast>, p: Result<Path<u32>, PathRejection>) -> HttpResult {
@@ -347,6 +364,7 @@ pub fn router(sc: Shardcast) -> Router {
         .route("/consumers/:id", axum::routing::delete(close_consumer))
         .route("/consumers/:id/pause", post(pause_consumer))
         .route("/consumers/:id/resume", post(resume_consumer))
+        .route("/consumers/:id/producer", post(switch_consumer_producer))
         .route("/cores/:id/stall", post(stall))
         .route("/cores/:id/panic", post(panic_core))
         .route("/stats", get(stats))

@@ -92,6 +92,19 @@ impl Model {
                     c.paused = paused;
                 }
             }
+            Change::ConsumerProducer { id, producer } => {
+                let (Some(c), true) = (self.consumers.get_mut(&id), self.producers.contains_key(&producer))
+                else {
+                    return;
+                };
+                let old = std::mem::replace(&mut c.producer, producer);
+                if let Some(p) = self.producers.get_mut(&old) {
+                    p.consumers.remove(&id);
+                }
+                if let Some(p) = self.producers.get_mut(&producer) {
+                    p.consumers.insert(id);
+                }
+            }
         }
     }
 

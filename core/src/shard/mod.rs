@@ -9,12 +9,15 @@
 //!
 //! Files: this one holds the shard, its commands, the handoff (take/insert) and the steering
 //! table; `output.rs` what goes in and out; `index.rs` the transport lookup maps; `rtp.rs` the
-//! RTP path; `rtcp/` the RTCP path, one file per packet kind (`rtcp/nack.rs` answers NACKs).
+//! RTP path; `rtcp/` the RTCP path, one file per packet kind (`rtcp/nack.rs` answers NACKs);
+//! `switch_tests.rs` tests a consumer's source switch end to end through both entry points.
 
 mod index;
 mod output;
 mod rtcp;
 mod rtp;
+#[cfg(test)]
+mod switch_tests;
 #[cfg(test)]
 mod tests;
 
@@ -277,6 +280,11 @@ impl Shard {
             }
             Command::PauseConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, true)),
             Command::ResumeConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, false)),
+            // The consumer's SSRC stays on its transport: no index changes. The keyframe request
+            // leaves with the new producer's next packet (`rtp.rs`): a command has no output.
+            Command::SwitchConsumerProducer { consumer, producer, .. } => {
+                router.switch_consumer_producer(*consumer, *producer)
+            }
         }
     }
 
