@@ -67,7 +67,7 @@ impl Shard {
                     .unwrap_or_else(|r| self.drop(r));
             }
             if let Some(&(_, core)) = self.steering.get(&SteerKey::Ssrc(ssrc)) {
-                self.counters.hopped_out += 1;
+                // Counted by the caller once carried (`Shard::count_hopped_out`), like every hop.
                 return Some(Verdict::Hop { core });
             }
         }
