@@ -229,7 +229,8 @@ impl Controller {
             | Request::Consume { transport, .. } => m.core_of_transport(*transport),
             Request::CloseProducer { producer }
             | Request::PauseProducer { producer }
-            | Request::ResumeProducer { producer } => of_producer(*producer),
+            | Request::ResumeProducer { producer }
+            | Request::PipeToRouter { producer, .. } => of_producer(*producer),
             Request::CloseConsumer { consumer }
             | Request::PauseConsumer { consumer }
             | Request::ResumeConsumer { consumer } => of_consumer(*consumer),
@@ -268,71 +269,99 @@ impl Controller {
         let started = Instant::now();
         // Events the call announces once every core has applied it.
         let mut announce: Vec<ControlEvent> = Vec::new();
-        let plan = match request {
-            Request::Stats => {
-                let stalled = self.stalled_flags();
-                let stats = StatsDocument::collect(&self.plane, &self.model, &self.metrics, &stalled);
-                return Ok(Response::Stats(stats));
+        // Piped producers a close may take with it (announced if it did).
+        let piped_before = match request {
+            Request::CloseRouter { .. } | Request::CloseTransport { .. } | Request::CloseProducer { .. } => {
+                self.model.pipes.keys().map(|p| (*p, self.consumers_of(*p))).collect()
             }
-            Request::DumpRouter { router } => return self.model.dump_router(router).map(Response::Dump),
-            Request::StallCore { core, millis, wait } => return self.stall_core(core, millis, wait),
-            Request::PanicCore { core } => return self.test_hook(core, CoreOp::Panic, false),
-            Request::CreateRouter { core } => {
-                let stalled = self.stalled_flags();
-                self.model.create_router(core, &stalled)?
-            }
-            Request::CloseRouter { router } => self.model.close_router(router)?,
-            Request::MoveRouter { router, core } => self.model.move_router(router, core)?,
-            Request::CreatePlainTransport {
-                router,
-                listen_ip,
-                port,
-                shared_port,
-                comedia,
-                comedia_source,
-            } => self.plan_transport(router, listen_ip, port, shared_port, comedia, comedia_source)?,
-            Request::ConnectTransport { transport, remote } => {
-                self.model.connect_transport(transport, remote)?
-            }
-            Request::CloseTransport { transport } => self.model.close_transport(transport)?,
-            Request::Produce { transport, kind, ssrc, payload_type, clock_rate, paused } => {
-                self.model.produce(transport, kind, ssrc, payload_type, clock_rate, paused)?
-            }
-            Request::CloseProducer { producer } => {
-                let plan = self.model.close_producer(producer)?;
-                let consumers_closed = self.consumers_of(producer);
-                announce.push(ControlEvent::ProducerClosed { producer, consumers_closed });
-                plan
-            }
-            Request::PauseProducer { producer } => {
-                let plan = self.model.set_producer_paused(producer, true)?;
-                announce.extend(
-                    self.consumers_of(producer)
-                        .into_iter()
-                        .map(|consumer| ControlEvent::ConsumerProducerPaused { consumer, producer }),
-                );
-                plan
-            }
-            Request::ResumeProducer { producer } => {
-                let plan = self.model.set_producer_paused(producer, false)?;
-                announce.extend(
-                    self.consumers_of(producer)
-                        .into_iter()
-                        .map(|consumer| ControlEvent::ConsumerProducerResumed { consumer, producer }),
-                );
-                plan
-            }
-            Request::Consume { transport, producer, paused } => {
-                self.model.consume(transport, producer, paused)?
-            }
-            Request::CloseConsumer { consumer } => self.model.close_consumer(consumer)?,
-            Request::PauseConsumer { consumer } => self.model.set_consumer_paused(consumer, true)?,
-            Request::ResumeConsumer { consumer } => self.model.set_consumer_paused(consumer, false)?,
+            _ => Vec::new(),
         };
+        let closed_directly = match request {
+            Request::CloseProducer { producer } => Some(producer),
+            _ => None,
+        };
+        let plan =
+            match request {
+                Request::Stats => {
+                    let stalled = self.stalled_flags();
+                    let stats = StatsDocument::collect(&self.plane, &self.model, &self.metrics, &stalled);
+                    return Ok(Response::Stats(stats));
+                }
+                Request::DumpRouter { router } => return self.model.dump_router(router).map(Response::Dump),
+                Request::StallCore { core, millis, wait } => return self.stall_core(core, millis, wait),
+                Request::PanicCore { core } => return self.test_hook(core, CoreOp::Panic, false),
+                Request::CreateRouter { core } => {
+                    let stalled = self.stalled_flags();
+                    self.model.create_router(core, &stalled)?
+                }
+                Request::CloseRouter { router } => self.model.close_router(router)?,
+                Request::MoveRouter { router, core } => self.model.move_router(router, core)?,
+                Request::CreatePlainTransport {
+                    router,
+                    listen_ip,
+                    port,
+                    shared_port,
+                    comedia,
+                    comedia_source,
+                } => self.plan_transport(router, listen_ip, port, shared_port, comedia, comedia_source)?,
+                Request::ConnectTransport { transport, remote } => {
+                    self.model.connect_transport(transport, remote)?
+                }
+                Request::CloseTransport { transport } => self.model.close_transport(transport)?,
+                Request::Produce { transport, kind, ssrc, payload_type, clock_rate, paused } => {
+                    self.model.produce(transport, kind, ssrc, payload_type, clock_rate, paused)?
+                }
+                Request::CloseProducer { producer } => {
+                    let plan = self.model.close_producer(producer)?;
+                    let consumers_closed = self.consumers_of(producer);
+                    announce.push(ControlEvent::ProducerClosed { producer, consumers_closed });
+                    plan
+                }
+                Request::PauseProducer { producer } => {
+                    let plan = self.model.set_producer_paused(producer, true)?;
+                    announce.extend(
+                        self.consumers_of(producer)
+                            .into_iter()
+                            .map(|consumer| ControlEvent::ConsumerProducerPaused { consumer, producer }),
+                    );
+                    for piped in self.model.piped_of(producer) {
+                        announce.extend(self.consumers_of(piped).into_iter().map(|consumer| {
+                            ControlEvent::ConsumerProducerPaused { consumer, producer: piped }
+                        }));
+                    }
+                    plan
+                }
+                Request::ResumeProducer { producer } => {
+                    let plan = self.model.set_producer_paused(producer, false)?;
+                    announce.extend(
+                        self.consumers_of(producer)
+                            .into_iter()
+                            .map(|consumer| ControlEvent::ConsumerProducerResumed { consumer, producer }),
+                    );
+                    for piped in self.model.piped_of(producer) {
+                        announce.extend(self.consumers_of(piped).into_iter().map(|consumer| {
+                            ControlEvent::ConsumerProducerResumed { consumer, producer: piped }
+                        }));
+                    }
+                    plan
+                }
+                Request::PipeToRouter { producer, router } => self.model.pipe_to_router(producer, router)?,
+                Request::Consume { transport, producer, paused } => {
+                    self.model.consume(transport, producer, paused)?
+                }
+                Request::CloseConsumer { consumer } => self.model.close_consumer(consumer)?,
+                Request::PauseConsumer { consumer } => self.model.set_consumer_paused(consumer, true)?,
+                Request::ResumeConsumer { consumer } => self.model.set_consumer_paused(consumer, false)?,
+            };
         let noop = plan.phases.is_empty();
         let response = self.execute(plan)?;
         for event in announce {
             self.events.publish(event);
+        }
+        for (producer, consumers_closed) in piped_before {
+            if Some(producer) != closed_directly && !self.model.pipes.contains_key(&producer) {
+                self.events.publish(ControlEvent::ProducerClosed { producer, consumers_closed });
+            }
         }
         if let (Response::Moved { id, core, .. }, false) = (&response, noop) {
             let (id, core) = (*id, *core);

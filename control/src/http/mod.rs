@@ -137,6 +137,12 @@ struct ConsumeBody {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PipeBody {
+    router: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct StallBody {
     millis: u64,
     #[serde(default = "yes")]
@@ -250,6 +256,17 @@ async fn consume(
     call(sc, Request::Consume { transport, producer, paused: b.paused }).await
 }
 
+async fn pipe(
+    State(sc): State<Shardcast>,
+    p: Result<Path<u32>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> HttpResult {
+    let producer = ProducerId(id(p)?);
+    let b: PipeBody = body(b)?;
+    let router = RouterId(b.router.ok_or_else(|| missing("router"))?);
+    call(sc, Request::PipeToRouter { producer, router }).await
+}
+
 macro_rules! by_id {
     ($name:ident, $variant:ident, $field:ident, $ty:ident) => {
         async fn $name(State(sc): State<Shardcast>, p: Result<Path<u32>, PathRejection>) -> HttpResult {
@@ -326,6 +343,7 @@ pub fn router(sc: Shardcast) -> Router {
         .route("/producers/:id", axum::routing::delete(close_producer))
         .route("/producers/:id/pause", post(pause_producer))
         .route("/producers/:id/resume", post(resume_producer))
+        .route("/producers/:id/pipe", post(pipe))
         .route("/consumers/:id", axum::routing::delete(close_consumer))
         .route("/consumers/:id/pause", post(pause_consumer))
         .route("/consumers/:id/resume", post(resume_consumer))

@@ -4,7 +4,7 @@ use std::collections::BTreeSet;
 
 use shardcast_core::ids::{ConsumerId, ProducerId, TransportId};
 
-use super::{Change, Model, RouterEntry};
+use super::{Change, Model, PipeEntry, RouterEntry};
 
 impl Model {
     /// Applies a change the owning core has confirmed. Idempotent for removals (a cascade may
@@ -19,6 +19,12 @@ impl Model {
                 let Some(r) = self.routers.remove(&id) else { return };
                 for t in r.transports {
                     self.remove_transport(t);
+                }
+                // Piped producers are on no transport.
+                let piped: Vec<ProducerId> =
+                    self.producers.iter().filter(|(_, p)| p.router == id).map(|(p, _)| *p).collect();
+                for p in piped {
+                    self.remove_producer(p);
                 }
             }
             Change::MoveRouter { id, core } => {
@@ -45,10 +51,19 @@ impl Model {
                     self.producers.insert(id, entry);
                 }
             }
+            Change::AddPipe { id, entry, source } => {
+                if self.producers.contains_key(&source) && self.routers.contains_key(&entry.router) {
+                    self.producers.insert(id, entry);
+                    self.pipes.insert(id, PipeEntry { source });
+                }
+            }
             Change::RemoveProducer(id) => self.remove_producer(id),
             Change::ProducerPaused { id, paused } => {
-                if let Some(p) = self.producers.get_mut(&id) {
-                    p.paused = paused;
+                // A piped producer follows its source.
+                for p in std::iter::once(id).chain(self.piped_of(id)) {
+                    if let Some(p) = self.producers.get_mut(&p) {
+                        p.paused = paused;
+                    }
                 }
             }
             Change::AddConsumer { id, entry } => {
@@ -90,6 +105,10 @@ impl Model {
         let Some(p) = self.producers.remove(&id) else { return };
         for c in &p.consumers {
             self.remove_consumer(*c);
+        }
+        self.pipes.remove(&id);
+        for piped in self.piped_of(id) {
+            self.remove_producer(piped);
         }
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.remove(&id);

@@ -34,6 +34,10 @@ impl Model {
         for t in r.transports.iter().filter_map(|t| self.transports.get(t)) {
             ops.extend(self.transport_cleanup(t, r.core));
         }
+        // Its piped producers (on no transport): their sources stop feeding them.
+        let piped: Vec<_> =
+            self.pipes.keys().filter(|p| self.producers.get(p).is_some_and(|p| p.router == id)).collect();
+        ops.extend(self.pipes_closed_with(piped));
         Ok(Plan::one(r.core, ops, Response::Done {}, Change::RemoveRouter(id)))
     }
 
@@ -45,6 +49,11 @@ impl Model {
             return Err(ApiError::argument(format!("core {to} does not exist: use 0..{}", self.cores)));
         }
         let r = self.router(id)?;
+        if r.core != to && self.router_has_pipes(id) {
+            return Err(ApiError::state(format!(
+                "router {id} has pipes: a router with pipes in or out is not moved (close its pipes first)"
+            )));
+        }
         if r.core == to {
             return Ok(Plan {
                 phases: Vec::new(),

@@ -13,12 +13,14 @@
 
 mod index;
 mod output;
+mod pipe;
 mod rtcp;
 mod rtp;
 #[cfg(test)]
 mod tests;
 
 pub use output::{Datagram, Output, OutputSink, PayloadRef, OUTPUT_HEADER_MAX};
+pub use pipe::{PipeCargo, PipeHop, MAX_PIPES, PIPE_TRANSPORT};
 pub use rtcp::{RtcpLimits, KEYFRAME_REQUEST_INTERVAL_US};
 
 use std::collections::HashMap;
@@ -48,6 +50,8 @@ pub struct Shard {
     counters: Counters,
     /// What peers' RTCP may make this core send.
     limits: RtcpLimits,
+    /// What the last `forward` left for pipes to other cores (`pipe.rs`).
+    pipe_hops: pipe::PipeHops,
 }
 
 /// What [`Shard::forward`] decided about a datagram.
@@ -81,6 +85,7 @@ impl Shard {
             events: LeakyQueue::new(Overflow::DropOldest),
             counters: Counters::default(),
             limits,
+            pipe_hops: pipe::PipeHops::new(),
         }
     }
 
@@ -277,6 +282,11 @@ impl Shard {
             }
             Command::PauseConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, true)),
             Command::ResumeConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, false)),
+            Command::CreatePipedProducer { producer, options, source, .. } => {
+                router.create_piped_producer(*producer, options, *source)
+            }
+            Command::AddPipe { producer, target, .. } => router.add_pipe(*producer, *target),
+            Command::RemovePipe { producer, target, .. } => Ok(router.remove_pipe(*producer, *target)),
         }
     }
 
@@ -350,7 +360,8 @@ impl Shard {
         self.events.dropped()
     }
 
-    /// Forwards one datagram: outputs go to `out`, everything else is counted.
+    /// Forwards one datagram: outputs go to `out`, everything else is counted. What is for a
+    /// pipe to another core is left for [`Shard::pop_pipe_hop`].
     pub fn forward(
         &mut self,
         index: u32,
@@ -358,6 +369,7 @@ impl Shard {
         now_us: u64,
         out: &mut impl OutputSink,
     ) -> Verdict {
+        self.clear_pipe_hops();
         self.counters.packets_in += 1;
         self.counters.bytes_in += dgram.data.len() as u64;
         let data = dgram.data;

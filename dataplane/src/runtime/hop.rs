@@ -15,6 +15,7 @@ use shardcast_core::shard::{Datagram, Shard, Verdict};
 
 use super::egress::Datagrams;
 use super::handoff::RouterExport;
+use super::pipe::PipeTo;
 use super::state::CoreState;
 use crate::ring::Doorbell;
 
@@ -33,6 +34,8 @@ pub(crate) struct HopPacket {
     /// `Some(origin)`: not a datagram but a handoff barrier marker from core `origin`, which
     /// the receiving core sends back once everything queued before it has been carried on.
     pub(crate) marker: Option<u16>,
+    /// `Some`: a pipe's packet for a producer of this core (`pipe.rs`), not a datagram.
+    pub(crate) pipe: Option<PipeTo>,
     pub(crate) len: u16,
     pub(crate) data: [u8; HOP_MTU],
 }
@@ -46,11 +49,20 @@ impl HopPacket {
             source,
             hops: 1,
             marker: None,
+            pipe: None,
             len: data.len().min(u16::MAX as usize) as u16,
             data: [0; HOP_MTU],
         };
         let len = data.len().min(HOP_MTU);
         packet.data[..len].copy_from_slice(&data[..len]);
+        packet
+    }
+
+    /// A pipe's packet `data` (at most `HOP_MTU` bytes, checked by the caller) for `to`.
+    #[inline]
+    pub(super) fn piped(to: PipeTo, data: &[u8]) -> HopPacket {
+        let mut packet = HopPacket::new(SocketAddr::from(([0, 0, 0, 0], 0)), data);
+        packet.pipe = Some(to);
         packet
     }
 
@@ -64,6 +76,7 @@ impl HopPacket {
             source: SocketAddr::from(([0, 0, 0, 0], 0)),
             hops: 0,
             marker: None,
+            pipe: None,
             len: 0,
             data: [0; HOP_MTU],
         }
@@ -81,7 +94,7 @@ pub(super) struct Peer {
 pub(super) struct Hops {
     inbound: Arc<ArrayQueue<HopPacket>>,
     /// Where a carried datagram is kept while it is forwarded (its outputs point into it).
-    scratch: Box<HopPacket>,
+    pub(super) scratch: Box<HopPacket>,
     /// Every core's rings, this one's included (indexed by core).
     pub(super) peers: Vec<Peer>,
 }
@@ -130,9 +143,15 @@ impl CoreState {
                 self.on_marker(origin, packet);
                 continue;
             }
+            let pipe = packet.pipe;
             *self.hops.scratch = packet;
-            self.shard.count_hopped_in();
             let now_us = started.duration_since(self.origin).as_micros() as u64;
+            if let Some(to) = pipe {
+                self.on_piped(to, now_us);
+                self.egress.send(&mut self.shard, &*self.hops.scratch, &self.sockets);
+                continue;
+            }
+            self.shard.count_hopped_in();
             let h = &*self.hops.scratch;
             let dgram = Datagram { socket: SocketId::SHARED, source: h.source, data: h.datagram(0) };
             if let Verdict::Hop { core } = self.shard.forward(0, &dgram, now_us, &mut self.egress.outputs) {
@@ -145,6 +164,7 @@ impl CoreState {
                     self.hops.carry(&mut self.shard, core, again);
                 }
             }
+            self.hops.carry_pipes(&mut self.shard, h.datagram(0));
             self.egress.send(&mut self.shard, &*self.hops.scratch, &self.sockets);
         }
         if any {

@@ -25,6 +25,7 @@ mod hop;
 #[cfg(loom)]
 mod loom_models;
 mod panic_policy;
+mod pipe;
 mod run_loop;
 mod state;
 

@@ -1,0 +1,70 @@
+//! Pipes across cores: what a source producer routes for a piped producer on another core
+//! (`Shard::pop_pipe_hop`) is copied into that core's hop ring — the same bounded,
+//! single-producer-per-sender `ArrayQueue` and doorbell that carry shared-port datagrams, so no
+//! lock, no syscall per packet and a doorbell only when the core may sleep — as a [`HopPacket`]
+//! naming the piped producer instead of a source address. The ring is leaky: when it is full the
+//! newest copy is dropped and counted `pipe_ring_full` on the sending core, which never waits.
+//! RTCP feedback for the source travels back the same way. The receiving core hands media to
+//! `Shard::forward_piped`, feedback to `Shard::pipe_feedback`: its own state (the piped
+//! producer's `paused`, whether it still exists) decides what happens to a packet that was in
+//! flight when a command was applied.
+
+use shardcast_core::drop_reason::DropReason;
+use shardcast_core::ids::{ProducerId, RouterId};
+use shardcast_core::shard::{PipeCargo, Shard};
+
+use super::hop::{HopPacket, Hops};
+use super::state::CoreState;
+
+/// What a [`HopPacket`] carries for a pipe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct PipeTo {
+    pub(crate) router: RouterId,
+    pub(crate) producer: ProducerId,
+    /// RTCP feedback for a source producer, not media for a piped one.
+    pub(crate) feedback: bool,
+}
+
+impl Hops {
+    /// Carries what the last `forward` left for pipes to other cores; `data` is the datagram it
+    /// forwarded (the media a `PipeCargo::Media` hop refers to).
+    #[inline]
+    pub(super) fn carry_pipes(&self, shard: &mut Shard, data: &[u8]) {
+        while let Some(hop) = shard.pop_pipe_hop() {
+            let (bytes, feedback) = match hop.cargo.feedback() {
+                Some(f) => (f, true),
+                None => (data, false),
+            };
+            let to = PipeTo { router: hop.router, producer: hop.producer, feedback };
+            let pushed = match self.peers.get(usize::from(hop.core)) {
+                Some(peer) if bytes.len() <= super::hop::HOP_MTU => {
+                    let ok = peer.hops.push(HopPacket::piped(to, bytes)).is_ok();
+                    if ok {
+                        peer.doorbell.ring();
+                    }
+                    ok
+                }
+                _ => false,
+            };
+            match (pushed, hop.cargo) {
+                (true, PipeCargo::Media { .. }) => shard.count_piped_out(),
+                (true, PipeCargo::Feedback { .. }) => {}
+                (false, _) => shard.counters_mut().drop(DropReason::PipeRingFull),
+            }
+        }
+    }
+}
+
+impl CoreState {
+    /// A pipe's packet carried here (held in the hop scratch): media for a piped producer here,
+    /// or feedback for a source producer here.
+    pub(super) fn on_piped(&mut self, to: PipeTo, now_us: u64) {
+        let h = &*self.hops.scratch;
+        let data = &h.data[..usize::from(h.len).min(super::hop::HOP_MTU)];
+        if to.feedback {
+            self.shard.pipe_feedback(to.router, to.producer, data, now_us, &mut self.egress.outputs);
+        } else {
+            self.shard.forward_piped(0, to.router, to.producer, data, now_us, &mut self.egress.outputs);
+        }
+    }
+}
