@@ -150,11 +150,18 @@ fn one_producer_piped_to_its_core_and_the_other_reaches_every_consumer() {
     }
     assert_balanced(&sc);
 
-    // Moving a router with pipes is refused with a clear 409.
-    let e = sc.move_router(r1, 1).unwrap_err();
-    assert_eq!(e.kind, ApiErrorKind::InvalidState);
-    assert!(e.message.contains("has pipes"), "{e}");
-    assert_eq!(sc.move_router(r3, 0).unwrap_err().kind, ApiErrorKind::InvalidState);
+    // Moves turn same-core pipes into cross-core ones and back; nothing is lost or renumbered.
+    let mut sent = 2001;
+    for (router, core) in [(r3, 0), (r1, 1), (r2, 1), (r3, 1), (r1, 0), (r2, 0)] {
+        sc.move_router(router, core).unwrap();
+        send(&sender, t_in.local, sent, sent + 100);
+        settle(&sc, sent + 99);
+        for room in &rooms {
+            assert_received_all(room, sent, sent + 100);
+        }
+        sent += 100;
+    }
+    assert_balanced(&sc);
 
     // Pause of the source: every view agrees once the call returns, and nothing flows.
     sc.pause_producer(p).unwrap();
@@ -166,16 +173,16 @@ fn one_producer_piped_to_its_core_and_the_other_reaches_every_consumer() {
         assert!(d.producers.iter().all(|x| x.paused), "{d:?}");
         assert!(d.consumers.iter().all(|c| c.producer_paused), "{d:?}");
     }
-    send(&sender, t_in.local, 2001, 2101);
-    settle(&sc, 2100);
+    send(&sender, t_in.local, 2601, 2701);
+    settle(&sc, 2700);
     for room in rooms.iter().chain([&late]) {
         assert!(drain(&room.socket).is_empty(), "router {} forwarded while paused", room.router);
     }
     sc.resume_producer(p).unwrap();
-    send(&sender, t_in.local, 2101, 2201);
-    settle(&sc, 2200);
+    send(&sender, t_in.local, 2701, 2801);
+    settle(&sc, 2800);
     for room in rooms.iter().chain([&late]) {
-        assert_received_all(room, 2101, 2201);
+        assert_received_all(room, 2701, 2801);
     }
     for r in [r1, r2, r3] {
         let d = sc.dump_router(r).unwrap();
@@ -194,12 +201,12 @@ fn one_producer_piped_to_its_core_and_the_other_reaches_every_consumer() {
     // Closing the pipe to r2 (its piped producer) leaves the rest flowing.
     sc.close_producer(q2).unwrap();
     assert!(sc.dump_router(r1).unwrap().producers[0].piped_to.iter().all(|t| t.producer != q2));
-    send(&sender, t_in.local, 2201, 2301);
-    settle(&sc, 2301);
-    assert_received_all(&rooms[0], 2201, 2301);
+    send(&sender, t_in.local, 2801, 2901);
+    settle(&sc, 2901);
+    assert_received_all(&rooms[0], 2801, 2901);
     assert!(drain(&rooms[1].socket).is_empty());
-    assert_received_all(&rooms[2], 2201, 2301);
-    assert_received_all(&late, 2201, 2301);
+    assert_received_all(&rooms[2], 2801, 2901);
+    assert_received_all(&late, 2801, 2901);
 
     // Closing the source closes the chain on the other core once, with events.
     while events.try_recv().is_ok() {}
@@ -214,7 +221,7 @@ fn one_producer_piped_to_its_core_and_the_other_reaches_every_consumer() {
     }
     closed.sort();
     assert_eq!(closed, vec![(p, 1), (q3, 2)]);
-    send(&sender, t_in.local, 2301, 2351);
+    send(&sender, t_in.local, 2901, 2951);
     std::thread::sleep(Duration::from_millis(50));
     for room in rooms.iter().chain([&late]) {
         assert!(drain(&room.socket).is_empty());

@@ -232,6 +232,13 @@ pub enum Command {
         producer: ProducerId,
         target: ProducerId,
     },
+    /// Router `moved` (the other end of pipes of `router`'s producers) is now on core `core`:
+    /// pipes of `router` to or from it reach it there (sent in a move's second phase).
+    RetargetPipes {
+        router: RouterId,
+        moved: RouterId,
+        core: u16,
+    },
 }
 
 /// One end of a pipe: producer `producer` of router `router`, owned by core `core`.
@@ -271,7 +278,8 @@ impl Command {
             | Command::SetSteering { router, .. }
             | Command::CreatePipedProducer { router, .. }
             | Command::AddPipe { router, .. }
-            | Command::RemovePipe { router, .. } => *router,
+            | Command::RemovePipe { router, .. }
+            | Command::RetargetPipes { router, .. } => *router,
         }
     }
 }

@@ -9,9 +9,12 @@
 //! resume and close are planned as commands for both routers' cores in the same phase, so every
 //! view changes in the one global command order; pausing a piped producer directly is refused.
 //! Closing the source (or its transport or router) closes its piped producers; closing a piped
-//! producer (the pipe) or its router removes the pipe from its source. Routers with pipes are
-//! not moved (409): a move would have to switch pipes between same-core and cross-core delivery
-//! under the handoff barrier, which is not built yet.
+//! producer (the pipe) or its router removes the pipe from its source. A router with pipes moves
+//! like any other: the old owner re-points its own routers' pipes at the handoff and carries on
+//! what was in flight to it (`core/src/shard/pipe.rs`), and the move's second phase re-points the
+//! pipes of the routers on other cores (`RetargetPipes`).
+
+use std::collections::BTreeSet;
 
 use shardcast_core::command::{Command, PipeEnd, ProducerOptions};
 use shardcast_core::ids::{ProducerId, RouterId};
@@ -116,11 +119,32 @@ impl Model {
         self.pipes.iter().filter(|(_, e)| e.source == source).map(|(id, _)| *id).collect()
     }
 
-    /// Whether a pipe goes into or out of `router`.
-    pub fn router_has_pipes(&self, router: RouterId) -> bool {
-        self.pipes.iter().any(|(id, e)| {
-            [*id, e.source].iter().any(|p| self.producers.get(p).is_some_and(|p| p.router == router))
-        })
+    /// The routers at the other end of pipes into or out of `router`.
+    pub fn pipe_peers(&self, router: RouterId) -> BTreeSet<RouterId> {
+        let router_of = |p: &ProducerId| self.producers.get(p).map(|p| p.router);
+        self.pipes
+            .iter()
+            .filter_map(|(piped, e)| match (router_of(piped), router_of(&e.source)) {
+                (Some(a), Some(b)) if a == router => Some(b),
+                (Some(a), Some(b)) if b == router => Some(a),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A move of `router` to core `to`: every router at the other end of its pipes is told
+    /// (second phase, with the import).
+    pub(super) fn pipes_moved_with(&self, router: RouterId, to: usize) -> Vec<(usize, Op)> {
+        self.pipe_peers(router)
+            .into_iter()
+            .filter_map(|peer| {
+                let core = self.core_of_router(peer)?;
+                Some((
+                    core,
+                    Op::Route(Command::RetargetPipes { router: peer, moved: router, core: to as u16 }),
+                ))
+            })
+            .collect()
     }
 
     /// The operations that keep pipes whole when `producers` close: their piped producers close

@@ -49,11 +49,6 @@ impl Model {
             return Err(ApiError::argument(format!("core {to} does not exist: use 0..{}", self.cores)));
         }
         let r = self.router(id)?;
-        if r.core != to && self.router_has_pipes(id) {
-            return Err(ApiError::state(format!(
-                "router {id} has pipes: a router with pipes in or out is not moved (close its pipes first)"
-            )));
-        }
         if r.core == to {
             return Ok(Plan {
                 phases: Vec::new(),
@@ -74,8 +69,16 @@ impl Model {
                 phase2.push((c, Op::Route(Command::SetSteering { router: id, key, core: Some(to as u16) })));
             }
         }
+        let mut phases = vec![vec![(r.core, Op::HandOff { router: id, to })], phase2];
+        // Then the routers at the other end of its pipes reach it on `to` (the old owner
+        // re-pointed its own at the handoff and carries on what was in flight to it). A phase of
+        // its own: an import travels alone in its batch.
+        let retarget = self.pipes_moved_with(id, to);
+        if !retarget.is_empty() {
+            phases.push(retarget);
+        }
         Ok(Plan {
-            phases: vec![vec![(r.core, Op::HandOff { router: id, to })], phase2],
+            phases,
             response: Response::Moved { id, core: to, move_us: 0 },
             change: Change::MoveRouter { id, core: to },
             owner: r.core,

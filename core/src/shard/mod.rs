@@ -52,6 +52,9 @@ pub struct Shard {
     limits: RtcpLimits,
     /// What the last `forward` left for pipes to other cores (`pipe.rs`).
     pipe_hops: pipe::PipeHops,
+    /// Routers handed from here to another core, and which: a pipe's packet for one of them
+    /// that was in flight at the move is carried on there (`pipe.rs`).
+    moved: HashMap<RouterId, u16>,
 }
 
 /// What [`Shard::forward`] decided about a datagram.
@@ -86,6 +89,7 @@ impl Shard {
             counters: Counters::default(),
             limits,
             pipe_hops: pipe::PipeHops::new(),
+            moved: HashMap::new(),
         }
     }
 
@@ -287,6 +291,7 @@ impl Shard {
             }
             Command::AddPipe { producer, target, .. } => router.add_pipe(*producer, *target),
             Command::RemovePipe { producer, target, .. } => Ok(router.remove_pipe(*producer, *target)),
+            Command::RetargetPipes { moved, core, .. } => Ok(router.retarget_pipes(*moved, *core)),
         }
     }
 
@@ -332,6 +337,7 @@ impl Shard {
         }
         self.index.insert_router(id, &router);
         self.routers.insert(id, router);
+        self.moved.remove(&id);
         Ok(())
     }
 

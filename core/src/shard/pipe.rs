@@ -66,6 +66,8 @@ pub struct PipeHop {
     pub router: RouterId,
     pub producer: ProducerId,
     pub cargo: PipeCargo,
+    /// Carried on by a core its router left (already counted `piped_out` where it came from).
+    pub carried_on: bool,
 }
 
 /// What a [`PipeHop`] carries.
@@ -130,6 +132,21 @@ impl Router {
         Ok(true)
     }
 
+    /// Pipes of this router's producers to or from router `moved` reach it on core `core` now;
+    /// `false` if none does.
+    pub(crate) fn retarget_pipes(&mut self, moved: RouterId, core: u16) -> bool {
+        let mut any = false;
+        for p in self.producers.values_mut() {
+            for end in p.pipes.iter_mut().chain(p.pipe_source.as_mut()) {
+                if end.router == moved {
+                    end.core = core;
+                    any = true;
+                }
+            }
+        }
+        any
+    }
+
     /// Stops piping producer `id` to piped producer `target`.
     pub(crate) fn remove_pipe(&mut self, id: ProducerId, target: ProducerId) -> bool {
         let Some(p) = self.producers.get_mut(&id) else { return false };
@@ -161,8 +178,40 @@ impl Shard {
                     router: target.router,
                     producer: target.producer,
                     cargo: PipeCargo::Media { index },
+                    carried_on: false,
                 });
             }
+        }
+    }
+
+    /// Router `id` was handed from here to core `to` (the export of a live handoff): pipes of the
+    /// routers still here reach it there now, and a pipe's packet for it still in flight to this
+    /// core is carried on there.
+    pub fn note_moved(&mut self, id: RouterId, to: u16) {
+        for r in self.routers.values_mut() {
+            r.retarget_pipes(id, to);
+        }
+        self.moved.insert(id, to);
+    }
+
+    /// A pipe's packet for a router that is not here: carried on to where it moved (`true`).
+    fn carry_on(&mut self, router: RouterId, producer: ProducerId, cargo: PipeCargo) -> bool {
+        if self.routers.contains_key(&router) {
+            return false;
+        }
+        let Some(&core) = self.moved.get(&router) else { return false };
+        self.leave_pipe_hop(PipeHop { core, router, producer, cargo, carried_on: true });
+        true
+    }
+
+    /// Counts a pipe hop the data plane could not carry (the other core's ring was full).
+    pub fn count_pipe_hop_lost(&mut self, hop: &PipeHop) {
+        if hop.carried_on && matches!(hop.cargo, PipeCargo::Media { .. }) {
+            // Taken here from a pipe and lost on the way on: an ingress drop of this core.
+            self.counters.piped_in += 1;
+            self.counters.drop(DropReason::RingFull);
+        } else {
+            self.counters.drop(DropReason::PipeRingFull);
         }
     }
 
@@ -208,6 +257,9 @@ impl Shard {
         out: &mut impl OutputSink,
     ) {
         self.clear_pipe_hops();
+        if self.carry_on(router, producer, PipeCargo::Media { index }) {
+            return;
+        }
         self.counters.piped_in += 1;
         let Ok(packet) = RtpPacket::new_checked(data) else {
             self.counters.drop(DropReason::Malformed);
@@ -232,6 +284,11 @@ impl Shard {
         if !(12..=OUTPUT_HEADER_MAX).contains(&len) {
             return;
         }
+        let mut header = [0u8; OUTPUT_HEADER_MAX];
+        header[..len].copy_from_slice(rtcp);
+        if self.carry_on(router, producer, PipeCargo::Feedback { header, len: len as u8 }) {
+            return;
+        }
         let Some(r) = self.routers.get_mut(&router) else { return };
         let Some(p) = r.producers.get_mut(&producer) else { return };
         let Some((socket, dest)) = r.transports.get(&p.transport).and_then(|t| t.egress()) else {
@@ -247,8 +304,6 @@ impl Shard {
             }
             p.last_keyframe_request_us = Some(now_us);
         }
-        let mut header = [0u8; OUTPUT_HEADER_MAX];
-        header[..len].copy_from_slice(rtcp);
         let output = Output { socket, dest, header, header_len: len as u8, payload: PayloadRef::None };
         if out.push(output) {
             self.counters.outputs += 1;
@@ -515,5 +570,47 @@ mod tests {
         applied(&mut s, 5, vec![Command::RemovePipe { router: R, producer: P, target: P2 }]);
         assert_eq!(send(&mut s, 1, addr(5000), &rtp(1111, 1, 0, 96, b"m")).len(), 1);
         assert_eq!(s.counters().piped_out, 0);
+    }
+
+    #[test]
+    fn a_moved_router_is_reached_where_it_went_and_what_was_in_flight_is_carried_on() {
+        // Both on core 0: same-core. Then R2 moves to core 1.
+        let mut s0 = setup(1);
+        let mut cmds = router2(0, false);
+        cmds.push(add_pipe(0));
+        applied(&mut s0, 2, cmds);
+        assert_eq!(send(&mut s0, 1, addr(5000), &rtp(1111, 1, 0, 96, b"m")).len(), 2);
+        let r2 = s0.take_router(R2).unwrap();
+        s0.note_moved(R2, 1);
+        let mut s1 = Shard::new();
+        s1.insert_router(R2, r2).unwrap();
+        // The source's pipe now leads to core 1, where R2's consumer continues its numbering.
+        let pkt = rtp(1111, 2, 0, 96, b"m");
+        assert_eq!(send(&mut s0, 1, addr(5000), &pkt).len(), 1);
+        let hop = s0.pop_pipe_hop().unwrap();
+        assert_eq!((hop.core, hop.carried_on), (1, false));
+        let mut out: heapless::Vec<Output, 64> = heapless::Vec::new();
+        s1.forward_piped(0, R2, P2, &pkt, 0, &mut out);
+        assert_eq!(seq(&out[0]), 2, "not renumbered by the move");
+        // A copy that was in flight to core 0 when R2 left is carried on, uncounted here.
+        let before = *s0.counters();
+        s0.forward_piped(0, R2, P2, &rtp(1111, 3, 0, 96, b"m"), 0, &mut out);
+        let hop = s0.pop_pipe_hop().unwrap();
+        assert_eq!((hop.core, hop.carried_on, hop.router), (1, true, R2));
+        assert_eq!(s0.counters().piped_in, before.piped_in);
+        // Feedback for a moved source is carried on too.
+        let s1_r2 = s1.take_router(R2).unwrap();
+        s0.insert_router(R2, s1_r2).unwrap();
+        let r1 = s0.take_router(R).unwrap();
+        s0.note_moved(R, 1);
+        let mut pli = [0u8; 12];
+        crate::rtcp::PliRepr { sender_ssrc: 42, media_ssrc: 1111 }.emit(&mut pli);
+        s0.pipe_feedback(R, P, &pli, 0, &mut out);
+        let hop = s0.pop_pipe_hop().unwrap();
+        assert_eq!((hop.core, hop.carried_on, hop.router), (1, true, R));
+        // R2's piped producer now names its source on core 1.
+        let source = s0.router(R2).unwrap().producer(P2).unwrap().pipe_source().unwrap();
+        assert_eq!(source.core, 1);
+        drop(r1);
     }
 }

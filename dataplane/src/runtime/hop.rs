@@ -148,6 +148,7 @@ impl CoreState {
             let now_us = started.duration_since(self.origin).as_micros() as u64;
             if let Some(to) = pipe {
                 self.on_piped(to, now_us);
+                self.hops.carry_pipes(&mut self.shard, self.hops.scratch.datagram(0));
                 self.egress.send(&mut self.shard, &*self.hops.scratch, &self.sockets);
                 continue;
             }

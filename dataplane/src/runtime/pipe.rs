@@ -9,7 +9,6 @@
 //! producer's `paused`, whether it still exists) decides what happens to a packet that was in
 //! flight when a command was applied.
 
-use shardcast_core::drop_reason::DropReason;
 use shardcast_core::ids::{ProducerId, RouterId};
 use shardcast_core::shard::{PipeCargo, Shard};
 
@@ -47,9 +46,9 @@ impl Hops {
                 _ => false,
             };
             match (pushed, hop.cargo) {
-                (true, PipeCargo::Media { .. }) => shard.count_piped_out(),
-                (true, PipeCargo::Feedback { .. }) => {}
-                (false, _) => shard.counters_mut().drop(DropReason::PipeRingFull),
+                (true, PipeCargo::Media { .. }) if !hop.carried_on => shard.count_piped_out(),
+                (true, _) => {}
+                (false, _) => shard.count_pipe_hop_lost(&hop),
             }
         }
     }

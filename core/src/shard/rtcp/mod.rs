@@ -234,6 +234,7 @@ impl Shard {
                     router: source.router,
                     producer: source.producer,
                     cargo: crate::shard::PipeCargo::Feedback { header: *header, len: *len },
+                    carried_on: false,
                 });
             }
         }
