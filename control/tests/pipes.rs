@@ -198,11 +198,30 @@ fn one_producer_piped_to_its_core_and_the_other_reaches_every_consumer() {
     let got = shardcast_core::rtcp::Pli::new_checked(&buf[..n]).unwrap();
     assert_eq!(got.media_ssrc(), 4242);
 
+    // The sender's SR reaches every consumer, on every core, rewritten with its own SSRC.
+    let mut sr = [0u8; 28];
+    shardcast_core::rtcp::SenderReportRepr {
+        ssrc: 4242,
+        ntp: 5 << 32,
+        rtp_timestamp: 90,
+        packet_count: 1,
+        octet_count: 1,
+        reports: Default::default(),
+    }
+    .emit(&mut sr);
+    sender.send_to(&sr, t_in.local).unwrap();
+    settle(&sc, 2802);
+    for room in rooms.iter().chain([&late]) {
+        let n = room.socket.recv(&mut buf).unwrap_or_else(|e| panic!("an SR in router {}: {e}", room.router));
+        let got = shardcast_core::rtcp::SenderReport::new_checked(&buf[..n]).unwrap();
+        assert_eq!((got.ssrc(), got.ntp()), (room.consumer_ssrc, 5 << 32), "router {}", room.router);
+    }
+
     // Closing the pipe to r2 (its piped producer) leaves the rest flowing.
     sc.close_producer(q2).unwrap();
     assert!(sc.dump_router(r1).unwrap().producers[0].piped_to.iter().all(|t| t.producer != q2));
     send(&sender, t_in.local, 2801, 2901);
-    settle(&sc, 2901);
+    settle(&sc, 2902);
     assert_received_all(&rooms[0], 2801, 2901);
     assert!(drain(&rooms[1].socket).is_empty());
     assert_received_all(&rooms[2], 2801, 2901);

@@ -330,6 +330,27 @@ mod tests {
         assert_eq!(d.drops_of(DropReason::UnknownSsrc), 4);
     }
 
+    /// A pipe's copy lost to a full ring is one copy, not the packet (the source's own consumers
+    /// got it): an egress reason, never produced, so outside `outputs`.
+    #[test]
+    fn pipe_ring_full_is_a_copy_never_produced() {
+        assert!(DropReason::PipeRingFull.is_egress());
+        assert_eq!(DropReason::PipeRingFull.as_str(), "pipe_ring_full");
+        let mut c = Counters { outputs: 1, packets_out: 1, ..Counters::default() };
+        c.drop(DropReason::PipeRingFull);
+        assert!(c.egress_balanced());
+        assert_eq!(c.egress_drops_after_output(), 0);
+    }
+
+    /// A piped producer's input counts like a received datagram.
+    #[test]
+    fn piped_in_joins_ingress_conservation() {
+        let mut c = Counters { packets_in: 2, piped_in: 1, routed: 2, ..Counters::default() };
+        assert!(!c.ingress_balanced());
+        c.drop(DropReason::ProducerPaused);
+        assert!(c.ingress_balanced());
+    }
+
     /// A reason added at the end of the enum can be an ingress one: `Truncated` counts in the
     /// ingress sum and keeps `ingress_balanced`.
     #[test]

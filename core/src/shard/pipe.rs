@@ -20,7 +20,8 @@
 //! RTCP goes back the other way: a PLI/FIR or NACK that a consumer of a piped producer sends is
 //! throttled at the piped producer as a local one would be, then goes through the pipe to the
 //! source producer ([`Shard::pipe_feedback`]), where the source's keyframe throttle applies too
-//! and it leaves to the source's sender.
+//! and it leaves to the source's sender. The source's sender reports go forward to each piped
+//! producer ([`Shard::pipe_sender_report`]) and are fanned out to its consumers.
 
 use crate::command::{CommandError, PipeEnd, ProducerOptions};
 use crate::drop_reason::DropReason;
@@ -78,13 +79,17 @@ pub enum PipeCargo {
     Media { index: u32 },
     /// RTCP feedback (`header[..len]`) for the source producer `producer`.
     Feedback { header: [u8; OUTPUT_HEADER_MAX], len: u8 },
+    /// The source's sender report (`header[..len]`) for the piped producer `producer`.
+    SenderReport { header: [u8; OUTPUT_HEADER_MAX], len: u8 },
 }
 
 impl PipeCargo {
-    /// The feedback bytes, if this is feedback.
-    pub fn feedback(&self) -> Option<&[u8]> {
+    /// The RTCP bytes of feedback or a sender report (`None` for media).
+    pub fn rtcp(&self) -> Option<&[u8]> {
         match self {
-            PipeCargo::Feedback { header, len } => Some(&header[..usize::from(*len)]),
+            PipeCargo::Feedback { header, len } | PipeCargo::SenderReport { header, len } => {
+                Some(&header[..usize::from(*len)])
+            }
             PipeCargo::Media { .. } => None,
         }
     }
@@ -310,6 +315,44 @@ impl Shard {
         } else {
             self.counters.drop(DropReason::OutputFull);
         }
+    }
+
+    /// The source's sender report, arrived at its piped producer `producer` of `router` (here,
+    /// or through the hop ring): fanned out to the piped producer's consumers as the source's
+    /// are, under the piped producer's own throttle.
+    pub fn pipe_sender_report(
+        &mut self,
+        router: RouterId,
+        producer: ProducerId,
+        rtcp: &[u8],
+        now_us: u64,
+        out: &mut impl OutputSink,
+    ) {
+        let Ok(sr) = crate::rtcp::SenderReport::new_checked(rtcp) else { return };
+        let mut header = [0u8; OUTPUT_HEADER_MAX];
+        let len = rtcp.len().min(OUTPUT_HEADER_MAX);
+        header[..len].copy_from_slice(&rtcp[..len]);
+        if self.carry_on(router, producer, PipeCargo::SenderReport { header, len: len as u8 }) {
+            return;
+        }
+        let Some(r) = self.routers.get_mut(&router) else { return };
+        let Some(p) = r.producers.get_mut(&producer).filter(|p| p.pipe_source.is_some()) else {
+            return;
+        };
+        let interval_us = self.limits.sender_report_interval_us;
+        let throttled = p.last_sender_report_us.is_some_and(|t| now_us.saturating_sub(t) < interval_us);
+        if !throttled {
+            p.last_sender_report_us = Some(now_us);
+        }
+        crate::shard::rtcp::sender_report::fan_out(
+            &mut self.counters,
+            out,
+            r,
+            producer,
+            &sr,
+            throttled,
+            now_us,
+        );
     }
 
     /// The next thing for another core's side of a pipe, left by the last `forward` (or
@@ -539,7 +582,7 @@ mod tests {
         let hop = s1.pop_pipe_hop().expect("feedback for core 0");
         assert_eq!((hop.core, hop.router, hop.producer), (0, R, P));
         let mut out0: heapless::Vec<Output, 64> = heapless::Vec::new();
-        s0.pipe_feedback(R, P, hop.cargo.feedback().unwrap(), 1_000_000, &mut out0);
+        s0.pipe_feedback(R, P, hop.cargo.rtcp().unwrap(), 1_000_000, &mut out0);
         assert_eq!(out0.len(), 1);
         assert_eq!(out0[0].dest, addr(5000));
         // An unforwarded hop is counted when the next datagram is forwarded.
@@ -612,5 +655,67 @@ mod tests {
         let source = s0.router(R2).unwrap().producer(P2).unwrap().pipe_source().unwrap();
         assert_eq!(source.core, 1);
         drop(r1);
+    }
+
+    #[test]
+    fn the_sources_sender_report_reaches_piped_consumers_here_and_on_another_core() {
+        let mut s = setup(1);
+        let mut cmds = router2(0, false);
+        cmds.push(add_pipe(0));
+        cmds.push(Command::AddPipe {
+            router: R,
+            producer: P,
+            target: PipeEnd { router: RouterId(3), producer: ProducerId(60), core: 1 },
+        });
+        applied(&mut s, 2, cmds);
+        send(&mut s, 1, addr(5000), &rtp(1111, 1, 1000, 96, b"m"));
+        s.pop_pipe_hop();
+        let mut sr = [0u8; 28];
+        crate::rtcp::SenderReportRepr {
+            ssrc: 1111,
+            ntp: 77 << 32,
+            rtp_timestamp: 5000,
+            packet_count: 9,
+            octet_count: 99,
+            reports: heapless::Vec::new(),
+        }
+        .emit(&mut sr);
+        let out = rtcp_out(&mut s, 1, addr(5000), &sr, 1_000_000);
+        // R1's consumer and R2's (same core), each with its own SSRC.
+        assert_eq!(out.len(), 2);
+        let ssrcs: Vec<u32> =
+            out.iter().map(|o| crate::rtcp::SenderReport::new_checked(o.header()).unwrap().ssrc()).collect();
+        assert_eq!(ssrcs, vec![5000, 7300]);
+        assert_eq!(out[1].dest, addr(7000));
+        // And one hop for the other core's piped producer.
+        let hop = s.pop_pipe_hop().unwrap();
+        assert_eq!((hop.core, hop.producer), (1, ProducerId(60)));
+        assert!(matches!(hop.cargo, PipeCargo::SenderReport { .. }));
+        let mut s1 = Shard::new();
+        let mut r3 = router2(0, false);
+        for c in &mut r3 {
+            if let Command::CreatePipedProducer { producer, .. } = c {
+                *producer = ProducerId(60);
+            }
+            if let Command::CreateConsumer { options, .. } = c {
+                options.producer = ProducerId(60);
+            }
+        }
+        applied(&mut s1, 1, r3);
+        let mut out1: heapless::Vec<Output, 64> = heapless::Vec::new();
+        s1.forward_piped(0, R2, ProducerId(60), &rtp(1111, 1, 1000, 96, b"m"), 0, &mut out1);
+        out1.clear();
+        s1.pipe_sender_report(R2, ProducerId(60), hop.cargo.rtcp().unwrap(), 1_000_000, &mut out1);
+        assert_eq!(out1.len(), 1);
+        let got = crate::rtcp::SenderReport::new_checked(out1[0].header()).unwrap();
+        assert_eq!((got.ssrc(), got.ntp(), got.packet_count()), (7300, 77 << 32, 1));
+        // Its own throttle: a second one at once is not fanned out.
+        out1.clear();
+        s1.pipe_sender_report(R2, ProducerId(60), hop.cargo.rtcp().unwrap(), 1_000_001, &mut out1);
+        assert!(out1.is_empty());
+        assert_eq!(s1.counters().drops_of(DropReason::SenderReportThrottled), 1);
+        for c in [s.counters(), s1.counters()] {
+            assert!(c.ingress_balanced(), "{c:?}");
+        }
     }
 }

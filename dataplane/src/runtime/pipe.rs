@@ -4,7 +4,8 @@
 //! lock, no syscall per packet and a doorbell only when the core may sleep — as a [`HopPacket`]
 //! naming the piped producer instead of a source address. The ring is leaky: when it is full the
 //! newest copy is dropped and counted `pipe_ring_full` on the sending core, which never waits.
-//! RTCP feedback for the source travels back the same way. The receiving core hands media to
+//! RTCP feedback for the source travels back the same way, and the source's sender reports
+//! forward. The receiving core hands media to
 //! `Shard::forward_piped`, feedback to `Shard::pipe_feedback`: its own state (the piped
 //! producer's `paused`, whether it still exists) decides what happens to a packet that was in
 //! flight when a command was applied.
@@ -20,8 +21,18 @@ use super::state::CoreState;
 pub(crate) struct PipeTo {
     pub(crate) router: RouterId,
     pub(crate) producer: ProducerId,
-    /// RTCP feedback for a source producer, not media for a piped one.
-    pub(crate) feedback: bool,
+    pub(crate) kind: PipeKind,
+}
+
+/// Which [`PipeCargo`] a [`HopPacket`] carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PipeKind {
+    /// Media for a piped producer.
+    Media,
+    /// RTCP feedback for a source producer.
+    Feedback,
+    /// A source's sender report for a piped producer.
+    SenderReport,
 }
 
 impl Hops {
@@ -30,11 +41,14 @@ impl Hops {
     #[inline]
     pub(super) fn carry_pipes(&self, shard: &mut Shard, data: &[u8]) {
         while let Some(hop) = shard.pop_pipe_hop() {
-            let (bytes, feedback) = match hop.cargo.feedback() {
-                Some(f) => (f, true),
-                None => (data, false),
+            let (bytes, kind) = match hop.cargo {
+                PipeCargo::Media { .. } => (data, PipeKind::Media),
+                PipeCargo::Feedback { .. } => (hop.cargo.rtcp().unwrap_or_default(), PipeKind::Feedback),
+                PipeCargo::SenderReport { .. } => {
+                    (hop.cargo.rtcp().unwrap_or_default(), PipeKind::SenderReport)
+                }
             };
-            let to = PipeTo { router: hop.router, producer: hop.producer, feedback };
+            let to = PipeTo { router: hop.router, producer: hop.producer, kind };
             let pushed = match self.peers.get(usize::from(hop.core)) {
                 Some(peer) if bytes.len() <= super::hop::HOP_MTU => {
                     let ok = peer.hops.push(HopPacket::piped(to, bytes)).is_ok();
@@ -60,10 +74,13 @@ impl CoreState {
     pub(super) fn on_piped(&mut self, to: PipeTo, now_us: u64) {
         let h = &*self.hops.scratch;
         let data = &h.data[..usize::from(h.len).min(super::hop::HOP_MTU)];
-        if to.feedback {
-            self.shard.pipe_feedback(to.router, to.producer, data, now_us, &mut self.egress.outputs);
-        } else {
-            self.shard.forward_piped(0, to.router, to.producer, data, now_us, &mut self.egress.outputs);
+        let out = &mut self.egress.outputs;
+        match to.kind {
+            PipeKind::Media => self.shard.forward_piped(0, to.router, to.producer, data, now_us, out),
+            PipeKind::Feedback => self.shard.pipe_feedback(to.router, to.producer, data, now_us, out),
+            PipeKind::SenderReport => {
+                self.shard.pipe_sender_report(to.router, to.producer, data, now_us, out)
+            }
         }
     }
 }

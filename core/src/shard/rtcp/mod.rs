@@ -19,7 +19,7 @@
 mod keyframe_request;
 mod nack;
 mod receiver_report;
-mod sender_report;
+pub(super) mod sender_report;
 
 pub use keyframe_request::KEYFRAME_REQUEST_INTERVAL_US;
 
@@ -86,7 +86,12 @@ struct RtcpContext<'a, O: OutputSink> {
     upstream_nack_sent: bool,
     /// Feedback for source producers through pipes (sent once the router is released).
     to_pipes: ToPipes,
+    /// A source's sender report for its piped producers (sent once the router is released).
+    sr_to_pipes: SrToPipes,
 }
+
+/// Sender reports for piped producers: (piped producer, SR, length).
+type SrToPipes = heapless::Vec<(PipeEnd, [u8; OUTPUT_HEADER_MAX], u8), { crate::shard::MAX_PIPES }>;
 
 /// Feedback about piped producers' consumers, for their sources: (source, header, length).
 type ToPipes = heapless::Vec<(PipeEnd, [u8; OUTPUT_HEADER_MAX], u8), 4>;
@@ -211,6 +216,7 @@ impl Shard {
             retransmissions_left: self.limits.retransmissions_per_datagram,
             upstream_nack_sent: false,
             to_pipes: ToPipes::new(),
+            sr_to_pipes: SrToPipes::new(),
         };
         let mut acted = false;
         for packet in compound.iter() {
@@ -224,6 +230,21 @@ impl Shard {
             };
         }
         let to_pipes = core::mem::take(&mut cx.to_pipes);
+        let sr_to_pipes = core::mem::take(&mut cx.sr_to_pipes);
+        for (target, header, len) in &sr_to_pipes {
+            let sr = &header[..usize::from(*len)];
+            if self.routers.contains_key(&target.router) {
+                self.pipe_sender_report(target.router, target.producer, sr, now_us, out);
+            } else {
+                self.leave_pipe_hop(crate::shard::PipeHop {
+                    core: target.core,
+                    router: target.router,
+                    producer: target.producer,
+                    cargo: crate::shard::PipeCargo::SenderReport { header: *header, len: *len },
+                    carried_on: false,
+                });
+            }
+        }
         for (source, header, len) in &to_pipes {
             let rtcp = &header[..usize::from(*len)];
             if self.routers.contains_key(&source.router) {
