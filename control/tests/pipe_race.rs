@@ -5,7 +5,8 @@
 //! returned, every view agrees — the source, each piped producer, every consumer's
 //! `producer_paused` — and the wire agrees with the views: every packet sent afterwards reaches
 //! every consumer when the source is active, none when it is paused, with each consumer's numbering
-//! contiguous. Two clients piping the same pair at once get one pipe. Afterwards, closing the
+//! contiguous. Two clients piping the same pair at once get one pipe. A second run adds a client
+//! moving the routers between the cores meanwhile. Afterwards, closing the
 //! source closes the whole chain once, with one `producer_closed` event per producer, and every
 //! core's conservation counters balance.
 
@@ -120,6 +121,17 @@ fn sink(api: &Api, router: u64) -> Sink {
 
 #[test]
 fn racing_clients_over_http_keep_pipes_views_and_wire_in_agreement() {
+    race(false);
+}
+
+/// The same while another client keeps moving the three routers between the cores: pipes turn
+/// same-core and cross-core under the racing calls, and nothing changes for the views or the wire.
+#[test]
+fn racing_clients_and_moves_keep_pipes_views_and_wire_in_agreement() {
+    race(true);
+}
+
+fn race(with_moves: bool) {
     let config = Config::for_tests(2);
     let sc = Shardcast::start(config.clone()).unwrap();
     let server = HttpServer::start(sc.clone(), config.api.listen).unwrap();
@@ -164,6 +176,22 @@ fn racing_clients_over_http_keep_pipes_views_and_wire_in_agreement() {
     };
     let now = || counter.load(Ordering::SeqCst);
 
+    let moving = Arc::new(AtomicBool::new(with_moves));
+    let mover = {
+        let (api, moving) = (api.clone(), moving.clone());
+        std::thread::spawn(move || {
+            let mut rng = Rng(0xfeed);
+            let mut moves = 0u32;
+            while moving.load(Ordering::Relaxed) {
+                let router = [r1, r2, r3][rng.below(3) as usize];
+                let to = rng.below(2);
+                api.post(&format!("/routers/{router}/move"), json!({"core": to}));
+                moves += 1;
+                std::thread::sleep(Duration::from_millis(1 + rng.below(3)));
+            }
+            moves
+        })
+    };
     let mut rng = Rng(0x5eed);
     let mut checked_packets = 0u64;
     let mut pipes_created = BTreeSet::new();
@@ -264,6 +292,9 @@ fn racing_clients_over_http_keep_pipes_views_and_wire_in_agreement() {
             api.delete(&format!("/producers/{q3}"));
         }
     }
+    moving.store(false, Ordering::Relaxed);
+    let moves = mover.join().unwrap();
+    assert_eq!(moves > 100, with_moves, "{moves} moves");
     assert!(pipes_created.len() > 300, "pipes were re-created: {}", pipes_created.len());
     assert!(checked_packets > 1000, "checked too little: {checked_packets}");
 
