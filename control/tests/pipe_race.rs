@@ -345,3 +345,49 @@ fn race(with_moves: bool) {
     server.stop(Duration::from_secs(2));
     sc.shutdown(Duration::from_secs(5)).unwrap();
 }
+
+/// Bad `pipe` calls get the documented errors and change nothing.
+#[test]
+fn bad_pipe_calls_get_their_errors() {
+    let config = Config::for_tests(2);
+    let sc = Shardcast::start(config.clone()).unwrap();
+    let server = HttpServer::start(sc.clone(), config.api.listen).unwrap();
+    let api = Api {
+        base: format!("http://{}", server.addr()),
+        client: Client::builder().timeout(Duration::from_secs(10)).build().unwrap(),
+    };
+    let r1 = Api::id(&api.post("/routers", json!({"core": 0})));
+    let r2 = Api::id(&api.post("/routers", json!({"core": 1})));
+    let t = api.post(&format!("/routers/{r1}/transports"), json!({"listen_ip": "127.0.0.1"}));
+    let p = api.post(
+        &format!("/transports/{}/producers", Api::id(&t)),
+        json!({"kind": "audio", "ssrc": 5, "payload_type": 111}),
+    );
+    let p = Api::id(&p);
+    let raw = |path: &str, body: &str| {
+        let r = api
+            .client
+            .post(format!("{}{path}", api.base))
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json::<Value>().unwrap_or(Value::Null)["kind"].clone())
+    };
+    let pipe = format!("/producers/{p}/pipe");
+    assert_eq!(raw(&pipe, "{}"), (400, json!("invalid_argument")), "router missing");
+    assert_eq!(raw(&pipe, r#"{"router": 1, "x": 2}"#), (400, json!("invalid_argument")));
+    assert_eq!(raw(&pipe, "nope"), (400, json!("invalid_argument")));
+    assert_eq!(raw(&pipe, &format!(r#"{{"router": {r1}}}"#)), (400, json!("invalid_argument")), "own router");
+    assert_eq!(raw(&pipe, r#"{"router": 4242}"#), (404, json!("not_found")));
+    assert_eq!(raw("/producers/4242/pipe", &format!(r#"{{"router": {r2}}}"#)), (404, json!("not_found")));
+    let q = Api::id(&api.post(&pipe, json!({"router": r2})));
+    let again = raw(&format!("/producers/{q}/pipe"), &format!(r#"{{"router": {r1}}}"#));
+    assert_eq!(again, (400, json!("invalid_argument")), "a piped producer is not piped again");
+    assert_eq!(raw(&format!("/producers/{q}/pause"), "{}"), (409, json!("invalid_state")));
+    let stats = api.get("/stats");
+    assert_eq!(stats["producers"], 2, "{stats}");
+    server.stop(Duration::from_secs(2));
+    sc.shutdown(Duration::from_secs(5)).unwrap();
+}
