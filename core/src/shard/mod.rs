@@ -9,7 +9,8 @@
 //!
 //! Files: this one holds the shard, its commands, the handoff (take/insert) and the steering
 //! table; `output.rs` what goes in and out; `index.rs` the transport lookup maps; `rtp.rs` the
-//! RTP path; `rtcp/` the RTCP path, one file per packet kind (`rtcp/nack.rs` answers NACKs).
+//! RTP path; `rtcp/` the RTCP path, one file per packet kind (`rtcp/nack.rs` answers NACKs);
+//! `pipe.rs` pipes between routers (same core in the same pass, other cores through `PipeHop`s).
 
 mod index;
 mod output;
