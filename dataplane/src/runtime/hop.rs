@@ -15,7 +15,7 @@ use shardcast_core::shard::{Datagram, Shard, Verdict};
 
 use super::egress::Datagrams;
 use super::handoff::RouterExport;
-use super::pipe::PipeTo;
+use super::pipe::{PipeBatch, PipeTo};
 use super::state::CoreState;
 use crate::ring::Doorbell;
 
@@ -71,7 +71,7 @@ impl HopPacket {
         HopPacket { marker: Some(origin), ..HopPacket::empty() }
     }
 
-    fn empty() -> HopPacket {
+    pub(super) fn empty() -> HopPacket {
         HopPacket {
             source: SocketAddr::from(([0, 0, 0, 0], 0)),
             hops: 0,
@@ -97,11 +97,13 @@ pub(super) struct Hops {
     pub(super) scratch: Box<HopPacket>,
     /// Every core's rings, this one's included (indexed by core).
     pub(super) peers: Vec<Peer>,
+    /// Pipes' packets taken from the ring, kept until their outputs are sent together.
+    pub(super) pipe_batch: PipeBatch,
 }
 
 impl Hops {
     pub(super) fn new(inbound: Arc<ArrayQueue<HopPacket>>, peers: Vec<Peer>) -> Hops {
-        Hops { inbound, scratch: Box::new(HopPacket::empty()), peers }
+        Hops { inbound, scratch: Box::new(HopPacket::empty()), peers, pipe_batch: PipeBatch::new() }
     }
 
     /// Carries a datagram to `core`, which owns its router, and counts it in `shard` as hopped
@@ -139,19 +141,24 @@ impl CoreState {
             }
             let Some(packet) = self.hops.inbound.pop() else { break };
             any = true;
+            // An export pushed before this packet (its old owner pushes the router, then what it
+            // carries on) is visible now even if it was not at the check above.
+            if !self.handoff.imports.is_empty() {
+                self.poll_imports();
+            }
+            let now_us = started.duration_since(self.origin).as_micros() as u64;
+            if let Some(to) = packet.pipe {
+                // Batched: their outputs leave together (`pipe.rs`).
+                self.on_piped(packet, to, now_us);
+                continue;
+            }
+            // Anything else sends its own outputs: the pipes' go first.
+            self.flush_piped();
             if let Some(origin) = packet.marker {
                 self.on_marker(origin, packet);
                 continue;
             }
-            let pipe = packet.pipe;
             *self.hops.scratch = packet;
-            let now_us = started.duration_since(self.origin).as_micros() as u64;
-            if let Some(to) = pipe {
-                self.on_piped(to, now_us);
-                self.hops.carry_pipes(&mut self.shard, self.hops.scratch.datagram(0));
-                self.egress.send(&mut self.shard, &*self.hops.scratch, &self.sockets);
-                continue;
-            }
             self.shard.count_hopped_in();
             let h = &*self.hops.scratch;
             let dgram = Datagram { socket: SocketId::SHARED, source: h.source, data: h.datagram(0) };
@@ -168,6 +175,7 @@ impl CoreState {
             self.hops.carry_pipes(&mut self.shard, h.datagram(0));
             self.egress.send(&mut self.shard, &*self.hops.scratch, &self.sockets);
         }
+        self.flush_piped();
         if any {
             // A carried datagram may have latched a comedia transport here.
             self.report_events();
