@@ -280,79 +280,70 @@ impl Controller {
             Request::CloseProducer { producer } => Some(producer),
             _ => None,
         };
-        let plan =
-            match request {
-                Request::Stats => {
-                    let stalled = self.stalled_flags();
-                    let stats = StatsDocument::collect(&self.plane, &self.model, &self.metrics, &stalled);
-                    return Ok(Response::Stats(stats));
-                }
-                Request::DumpRouter { router } => return self.model.dump_router(router).map(Response::Dump),
-                Request::StallCore { core, millis, wait } => return self.stall_core(core, millis, wait),
-                Request::PanicCore { core } => return self.test_hook(core, CoreOp::Panic, false),
-                Request::CreateRouter { core } => {
-                    let stalled = self.stalled_flags();
-                    self.model.create_router(core, &stalled)?
-                }
-                Request::CloseRouter { router } => self.model.close_router(router)?,
-                Request::MoveRouter { router, core } => self.model.move_router(router, core)?,
-                Request::CreatePlainTransport {
-                    router,
-                    listen_ip,
-                    port,
-                    shared_port,
-                    comedia,
-                    comedia_source,
-                } => self.plan_transport(router, listen_ip, port, shared_port, comedia, comedia_source)?,
-                Request::ConnectTransport { transport, remote } => {
-                    self.model.connect_transport(transport, remote)?
-                }
-                Request::CloseTransport { transport } => self.model.close_transport(transport)?,
-                Request::Produce { transport, kind, ssrc, payload_type, clock_rate, paused } => {
-                    self.model.produce(transport, kind, ssrc, payload_type, clock_rate, paused)?
-                }
-                Request::CloseProducer { producer } => {
-                    let plan = self.model.close_producer(producer)?;
-                    let consumers_closed = self.consumers_of(producer);
-                    announce.push(ControlEvent::ProducerClosed { producer, consumers_closed });
-                    plan
-                }
-                Request::PauseProducer { producer } => {
-                    let plan = self.model.set_producer_paused(producer, true)?;
-                    announce.extend(
-                        self.consumers_of(producer)
-                            .into_iter()
-                            .map(|consumer| ControlEvent::ConsumerProducerPaused { consumer, producer }),
-                    );
-                    for piped in self.model.piped_of(producer) {
-                        announce.extend(self.consumers_of(piped).into_iter().map(|consumer| {
-                            ControlEvent::ConsumerProducerPaused { consumer, producer: piped }
-                        }));
-                    }
-                    plan
-                }
-                Request::ResumeProducer { producer } => {
-                    let plan = self.model.set_producer_paused(producer, false)?;
-                    announce.extend(
-                        self.consumers_of(producer)
-                            .into_iter()
-                            .map(|consumer| ControlEvent::ConsumerProducerResumed { consumer, producer }),
-                    );
-                    for piped in self.model.piped_of(producer) {
-                        announce.extend(self.consumers_of(piped).into_iter().map(|consumer| {
-                            ControlEvent::ConsumerProducerResumed { consumer, producer: piped }
-                        }));
-                    }
-                    plan
-                }
-                Request::PipeToRouter { producer, router } => self.model.pipe_to_router(producer, router)?,
-                Request::Consume { transport, producer, paused } => {
-                    self.model.consume(transport, producer, paused)?
-                }
-                Request::CloseConsumer { consumer } => self.model.close_consumer(consumer)?,
-                Request::PauseConsumer { consumer } => self.model.set_consumer_paused(consumer, true)?,
-                Request::ResumeConsumer { consumer } => self.model.set_consumer_paused(consumer, false)?,
-            };
+        let plan = match request {
+            Request::Stats => {
+                let stalled = self.stalled_flags();
+                let stats = StatsDocument::collect(&self.plane, &self.model, &self.metrics, &stalled);
+                return Ok(Response::Stats(stats));
+            }
+            Request::DumpRouter { router } => return self.model.dump_router(router).map(Response::Dump),
+            Request::StallCore { core, millis, wait } => return self.stall_core(core, millis, wait),
+            Request::PanicCore { core } => return self.test_hook(core, CoreOp::Panic, false),
+            Request::CreateRouter { core } => {
+                let stalled = self.stalled_flags();
+                self.model.create_router(core, &stalled)?
+            }
+            Request::CloseRouter { router } => self.model.close_router(router)?,
+            Request::MoveRouter { router, core } => self.model.move_router(router, core)?,
+            Request::CreatePlainTransport {
+                router,
+                listen_ip,
+                port,
+                shared_port,
+                comedia,
+                comedia_source,
+            } => self.plan_transport(router, listen_ip, port, shared_port, comedia, comedia_source)?,
+            Request::ConnectTransport { transport, remote } => {
+                self.model.connect_transport(transport, remote)?
+            }
+            Request::CloseTransport { transport } => self.model.close_transport(transport)?,
+            Request::Produce { transport, kind, ssrc, payload_type, clock_rate, paused } => {
+                self.model.produce(transport, kind, ssrc, payload_type, clock_rate, paused)?
+            }
+            Request::CloseProducer { producer } => {
+                let plan = self.model.close_producer(producer)?;
+                let consumers_closed = self.consumers_of(producer);
+                announce.push(ControlEvent::ProducerClosed { producer, consumers_closed });
+                plan
+            }
+            Request::PauseProducer { producer } => {
+                let plan = self.model.set_producer_paused(producer, true)?;
+                announce.extend(
+                    self.consumers_of(producer)
+                        .into_iter()
+                        .map(|consumer| ControlEvent::ConsumerProducerPaused { consumer, producer }),
+                );
+                announce.extend(self.piped_pause_events(producer, true));
+                plan
+            }
+            Request::ResumeProducer { producer } => {
+                let plan = self.model.set_producer_paused(producer, false)?;
+                announce.extend(
+                    self.consumers_of(producer)
+                        .into_iter()
+                        .map(|consumer| ControlEvent::ConsumerProducerResumed { consumer, producer }),
+                );
+                announce.extend(self.piped_pause_events(producer, false));
+                plan
+            }
+            Request::PipeToRouter { producer, router } => self.model.pipe_to_router(producer, router)?,
+            Request::Consume { transport, producer, paused } => {
+                self.model.consume(transport, producer, paused)?
+            }
+            Request::CloseConsumer { consumer } => self.model.close_consumer(consumer)?,
+            Request::PauseConsumer { consumer } => self.model.set_consumer_paused(consumer, true)?,
+            Request::ResumeConsumer { consumer } => self.model.set_consumer_paused(consumer, false)?,
+        };
         let noop = plan.phases.is_empty();
         let response = self.execute(plan)?;
         for event in announce {
@@ -443,6 +434,21 @@ impl Controller {
             (_, Some(e)) => Err(e),
             (_, None) => Ok(Response::Done {}),
         }
+    }
+
+    /// The events of a source's pause or resume for the consumers of its piped producers.
+    fn piped_pause_events(&self, producer: ProducerId, paused: bool) -> Vec<ControlEvent> {
+        let mut events = Vec::new();
+        for piped in self.model.piped_of(producer) {
+            for consumer in self.consumers_of(piped) {
+                events.push(if paused {
+                    ControlEvent::ConsumerProducerPaused { consumer, producer: piped }
+                } else {
+                    ControlEvent::ConsumerProducerResumed { consumer, producer: piped }
+                });
+            }
+        }
+        events
     }
 
     fn consumers_of(&self, producer: ProducerId) -> Vec<ConsumerId> {
