@@ -261,6 +261,18 @@ impl Shardcast {
     pub fn resume_consumer(&self, consumer: ConsumerId) -> Result<(), ApiError> {
         self.call(Request::ResumeConsumer { consumer }).map(|_| ())
     }
+    /// Re-points `consumer` at `producer`, another producer of its router of the same kind and
+    /// clock rate; returns once the router's core applied it. Its receiver sees one stream (the
+    /// consumer's SSRC and payload type, sequence numbers continuing, timestamps re-based by the
+    /// elapsed time) and a video producer is asked for a keyframe. The consumer is `producer`'s
+    /// from then on: paused by it, closed with it. To the producer it follows: nothing happens.
+    pub fn switch_consumer_producer(
+        &self,
+        consumer: ConsumerId,
+        producer: ProducerId,
+    ) -> Result<(), ApiError> {
+        self.call(Request::SwitchConsumerProducer { consumer, producer }).map(|_| ())
+    }
     pub fn close_consumer(&self, consumer: ConsumerId) -> Result<(), ApiError> {
         self.call(Request::CloseConsumer { consumer }).map(|_| ())
     }

@@ -17,6 +17,15 @@ pub enum ApiErrorKind {
     CoreUnavailable,
     /// The control plane's queue or a core's ring is full; retry later (HTTP 503).
     Busy,
+    /// The call would pass a configured quota (`[quotas]`); nothing changed (HTTP 429).
+    QuotaExceeded,
+}
+
+/// Which quota a call would pass, and its limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct QuotaHit {
+    pub quota: &'static str,
+    pub limit: usize,
 }
 
 /// An API error.
@@ -24,23 +33,32 @@ pub enum ApiErrorKind {
 pub struct ApiError {
     pub kind: ApiErrorKind,
     pub message: String,
+    /// Set when `kind` is `QuotaExceeded`.
+    pub quota: Option<QuotaHit>,
 }
 
 impl ApiError {
     pub fn argument(message: impl Into<String>) -> Self {
-        Self { kind: ApiErrorKind::InvalidArgument, message: message.into() }
+        Self { kind: ApiErrorKind::InvalidArgument, message: message.into(), quota: None }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
-        Self { kind: ApiErrorKind::NotFound, message: message.into() }
+        Self { kind: ApiErrorKind::NotFound, message: message.into(), quota: None }
     }
     pub fn state(message: impl Into<String>) -> Self {
-        Self { kind: ApiErrorKind::InvalidState, message: message.into() }
+        Self { kind: ApiErrorKind::InvalidState, message: message.into(), quota: None }
     }
     pub fn core(message: impl Into<String>) -> Self {
-        Self { kind: ApiErrorKind::CoreUnavailable, message: message.into() }
+        Self { kind: ApiErrorKind::CoreUnavailable, message: message.into(), quota: None }
     }
     pub fn busy(message: impl Into<String>) -> Self {
-        Self { kind: ApiErrorKind::Busy, message: message.into() }
+        Self { kind: ApiErrorKind::Busy, message: message.into(), quota: None }
+    }
+    pub fn quota(quota: &'static str, limit: usize, message: impl Into<String>) -> Self {
+        Self {
+            kind: ApiErrorKind::QuotaExceeded,
+            message: message.into(),
+            quota: Some(QuotaHit { quota, limit }),
+        }
     }
 }
 

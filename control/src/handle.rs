@@ -265,6 +265,15 @@ impl Consumer {
         self.sc.call(Request::ResumeConsumer { consumer: self.id }).map(|_| ())
     }
 
+    /// Re-points it at `producer` (of its router, same kind and clock rate): see
+    /// [`Shardcast::switch_consumer_producer`]. [`producer_id`](Self::producer_id) is `producer`
+    /// once it returns `Ok`.
+    pub fn switch_producer(&mut self, producer: ProducerId) -> Result<(), ApiError> {
+        self.sc.switch_consumer_producer(self.id, producer)?;
+        self.producer = producer;
+        Ok(())
+    }
+
     pub fn close(self) -> Result<(), ApiError> {
         self.sc.call(Request::CloseConsumer { consumer: self.id }).map(|_| ())
     }

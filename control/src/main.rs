@@ -54,6 +54,9 @@ struct RunArgs {
     /// Print the effective configuration and exit.
     #[arg(long)]
     print_config: bool,
+    /// Serve the API on a non-loopback address without a token (refused otherwise).
+    #[arg(long)]
+    insecure: bool,
 }
 
 #[derive(Debug, Args)]
@@ -131,7 +134,11 @@ fn run_daemon(args: &RunArgs) -> ExitCode {
         }
     };
     if args.print_config {
-        match toml::to_string(&config) {
+        let mut shown = config.clone();
+        if shown.api.token.is_some() {
+            shown.api.token = Some("<redacted>".into());
+        }
+        match toml::to_string(&shown) {
             Ok(t) => print!("{t}"),
             Err(e) => eprintln!("shardcast: {e}"),
         }
@@ -164,10 +171,42 @@ fn run_daemon(args: &RunArgs) -> ExitCode {
         }
     }
 
+    // API connections and media sockets share one descriptor table: raise it, keep a reserve
+    // for media, and refuse an open API (non-loopback without a token) unless asked for.
+    // The running config keeps the configured value (a SIGHUP reload compares against it).
+    let mut connection_cap = config.api.max_connections;
+    match shardcast_dataplane::io::raise_nofile() {
+        Ok((before, after)) => {
+            info!("RLIMIT_NOFILE {after} (was {before})");
+            let api = &config.api;
+            let (cap, why) =
+                shardcast::http::connection_cap(api.max_connections, api.media_fd_reserve, after);
+            connection_cap = cap;
+            if let Some(why) = why {
+                warn!("{why}");
+            }
+        }
+        Err(e) => warn!(
+            "cannot raise RLIMIT_NOFILE ({e}): API connections and media sockets share the current limit"
+        ),
+    }
+    if !config.api.listen.ip().is_loopback() && config.api.token.is_none() {
+        if !args.insecure {
+            error!("the API would listen on {} without a token: set --token (or api.token), listen on loopback, or pass --insecure", config.api.listen);
+            return ExitCode::from(2);
+        }
+        warn!(
+            "the API listens on {} without a token (--insecure): anyone who reaches it controls the daemon",
+            config.api.listen
+        );
+    }
+
     let pinning = config.pinning(&host);
     info!(cores = ?pinning.data_plane, control = ?pinning.control, api = ?pinning.api,
           media = %config.media.listen, api_listen = %config.api.listen, "starting");
-    let sc = match Shardcast::start(config.clone()) {
+    let mut started = config.clone();
+    started.api.max_connections = connection_cap;
+    let sc = match Shardcast::start(started) {
         Ok(sc) => sc,
         Err(e) => {
             error!("cannot start: {e}");
@@ -216,7 +255,7 @@ fn run_daemon(args: &RunArgs) -> ExitCode {
 
     let mut running = config;
     signals.wait(|| reload(args, &host, &mut running, &logging, &sc));
-    info!("shutting down");
+    info!("shutting down (a second SIGTERM or SIGINT exits at once)");
     let _ = sdnotify::notify("STOPPING=1");
     server.stop(Duration::from_secs(2));
     match sc.shutdown(Duration::from_secs(3)) {
@@ -345,9 +384,12 @@ impl Signals {
         Ok(Signals { rt, term, int, hup })
     }
 
-    /// Blocks until SIGTERM or SIGINT, calling `on_hup` at each SIGHUP.
-    fn wait(mut self, mut on_hup: impl FnMut()) {
-        let Signals { rt, term, int, hup } = &mut self;
+    /// Blocks until SIGTERM or SIGINT, calling `on_hup` at each SIGHUP. Then a thread keeps
+    /// watching: a second SIGTERM or SIGINT during the shutdown exits the process at once (a
+    /// shutdown stuck behind a stalled core must not need SIGKILL); the handlers stay installed
+    /// throughout, so no signal falls between two registrations.
+    fn wait(self, mut on_hup: impl FnMut()) {
+        let Signals { rt, mut term, mut int, mut hup } = self;
         rt.block_on(async {
             loop {
                 tokio::select! {
@@ -357,5 +399,18 @@ impl Signals {
                 }
             }
         });
+        let second = move || {
+            rt.block_on(async {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            });
+            error!("second signal during shutdown: exiting now");
+            std::process::exit(130);
+        };
+        if std::thread::Builder::new().name("shardcast-signals".into()).spawn(second).is_err() {
+            error!("cannot watch for a second signal during shutdown");
+        }
     }
 }

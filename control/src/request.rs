@@ -78,6 +78,11 @@ pub enum Request {
     ResumeConsumer {
         consumer: ConsumerId,
     },
+    /// Re-point a consumer at another producer of its router (same kind and clock rate).
+    SwitchConsumerProducer {
+        consumer: ConsumerId,
+        producer: ProducerId,
+    },
     /// Per-core and process figures.
     Stats,
     /// Test hook (only with `allow_test_hooks`): block core `core` for `millis`; with `wait`

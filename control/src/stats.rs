@@ -51,6 +51,8 @@ pub struct CoreStatsDocument {
     pub packets_out: u64,
     pub bytes_out: u64,
     pub routed: u64,
+    /// RTCP terminated here (reports and feedback acted on), a term of the ingress balance.
+    pub rtcp_terminated: u64,
     pub outputs: u64,
     pub hopped_out: u64,
     pub hopped_in: u64,
@@ -95,6 +97,7 @@ impl StatsDocument {
                     packets_out: n.packets_out,
                     bytes_out: n.bytes_out,
                     routed: n.routed,
+                    rtcp_terminated: n.rtcp_terminated,
                     outputs: n.outputs,
                     hopped_out: n.hopped_out,
                     hopped_in: n.hopped_in,

@@ -10,6 +10,8 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use shardcast::{Config, MediaKind, PayloadType, Request, Response, Shardcast, Ssrc};
 use shardcast_core::drop_reason::DropReason;
 use shardcast_core::ids::{RouterId, TransportId};
@@ -29,7 +31,10 @@ fn start(kernel_steering: bool) -> Shardcast {
     let mut config = Config::for_tests(2);
     config.media.kernel_steering = kernel_steering;
     let sc = Shardcast::start(config).unwrap();
-    assert_eq!(sc.kernel_steering().is_some(), kernel_steering);
+    if kernel_steering && !common::is_root() {
+        eprintln!("kernel steering needs root (CAP_BPF): this run hops in software instead");
+    }
+    assert_eq!(sc.kernel_steering().is_some(), kernel_steering && common::is_root());
     sc
 }
 

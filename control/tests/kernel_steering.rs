@@ -6,6 +6,8 @@
 use std::net::{IpAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+mod common;
+
 use shardcast::{Config, MediaKind, PayloadType, Shardcast, Ssrc};
 use shardcast_core::ids::RouterId;
 use shardcast_core::testutil::rtp;
@@ -39,6 +41,10 @@ fn hops(sc: &Shardcast) -> u64 {
 
 #[test]
 fn steering_reaches_the_kernel_and_nothing_hops() {
+    if !common::is_root() {
+        eprintln!("skipped: kernel steering needs root (CAP_BPF for the reuseport eBPF program)");
+        return;
+    }
     let sc = Shardcast::start(Config::for_tests(2)).unwrap();
     assert!(sc.kernel_steering().is_some(), "kernel steering loads with two cores (tests run as root)");
     let ip = IpAddr::from([127, 0, 0, 1]);

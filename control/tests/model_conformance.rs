@@ -1,5 +1,5 @@
 //! Model conformance: random sequences of API calls (create/close router, transport, producer,
-//! consumer; connect; pause/resume; move) run against
+//! consumer; connect; pause/resume; move; switch a consumer's producer) run against
 //!
 //! - a tiny reference model written here from the API's rules alone, and
 //! - the system: the control plane's `Model` planning every call, and one core `Shard` per core
@@ -39,7 +39,7 @@ enum Call {
     CreateTransport { router: u32, shared: bool },
     Connect { transport: u32, port: u16 },
     CloseTransport(u32),
-    Produce { transport: u32, ssrc: u32, payload_type: u8 },
+    Produce { transport: u32, ssrc: u32, payload_type: u8, audio: bool },
     CloseProducer(u32),
     PauseProducer(u32),
     ResumeProducer(u32),
@@ -47,6 +47,7 @@ enum Call {
     CloseConsumer(u32),
     PauseConsumer(u32),
     ResumeConsumer(u32),
+    SwitchProducer { consumer: u32, producer: u32 },
 }
 
 #[derive(Debug, Clone)]
@@ -61,6 +62,7 @@ struct RefProducer {
     transport: u32,
     ssrc: u32,
     paused: bool,
+    audio: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -166,7 +168,7 @@ impl Reference {
                 self.transports.get(&t).ok_or(NotFound)?;
                 self.close_transport(t);
             }
-            Call::Produce { transport, ssrc, payload_type } => {
+            Call::Produce { transport, ssrc, payload_type, audio } => {
                 if payload_type > 127 {
                     return Err(InvalidArgument);
                 }
@@ -175,7 +177,7 @@ impl Reference {
                     return Err(InvalidState);
                 }
                 let id = self.new_id();
-                self.producers.insert(id, RefProducer { transport, ssrc, paused: false });
+                self.producers.insert(id, RefProducer { transport, ssrc, paused: false, audio });
             }
             Call::CloseProducer(p) => {
                 self.producers.get(&p).ok_or(NotFound)?;
@@ -199,6 +201,18 @@ impl Reference {
             }
             Call::PauseConsumer(c) | Call::ResumeConsumer(c) => {
                 self.consumers.get_mut(&c).ok_or(NotFound)?.paused = matches!(call, Call::PauseConsumer(_));
+            }
+            Call::SwitchProducer { consumer, producer } => {
+                let c = self.consumers.get(&consumer).ok_or(NotFound)?;
+                let new = self.producers.get(&producer).ok_or(NotFound)?;
+                if self.router_of_transport(new.transport) != self.router_of_transport(c.transport) {
+                    return Err(InvalidArgument);
+                }
+                // Every producer here has its kind's default clock rate: only the kind differs.
+                if self.producers[&c.producer].audio != new.audio {
+                    return Err(InvalidArgument);
+                }
+                self.consumers.get_mut(&consumer).ok_or(NotFound)?.producer = producer;
             }
         }
         Ok(())
@@ -245,8 +259,13 @@ impl ReferenceStateMachine for RefMachine {
             4 => (r(), any::<bool>()).prop_map(|(router, shared)| Call::CreateTransport { router, shared }),
             2 => (t(), 5000u16..5004).prop_map(|(transport, port)| Call::Connect { transport, port }),
             1 => t().prop_map(Call::CloseTransport),
-            4 => (t(), 1u32..6, prop_oneof![9 => Just(96u8), 1 => Just(200u8)])
-                .prop_map(|(transport, ssrc, payload_type)| Call::Produce { transport, ssrc, payload_type }),
+            4 => (t(), 1u32..6, prop_oneof![9 => Just(96u8), 1 => Just(200u8)], prop::bool::weighted(0.2))
+                .prop_map(|(transport, ssrc, payload_type, audio)| Call::Produce {
+                    transport,
+                    ssrc,
+                    payload_type,
+                    audio
+                }),
             1 => p().prop_map(Call::CloseProducer),
             3 => p().prop_map(Call::PauseProducer),
             3 => p().prop_map(Call::ResumeProducer),
@@ -254,6 +273,7 @@ impl ReferenceStateMachine for RefMachine {
             1 => c().prop_map(Call::CloseConsumer),
             3 => c().prop_map(Call::PauseConsumer),
             3 => c().prop_map(Call::ResumeConsumer),
+            4 => (c(), p()).prop_map(|(consumer, producer)| Call::SwitchProducer { consumer, producer }),
         ]
         .boxed()
     }
@@ -283,14 +303,14 @@ impl System {
                     // The controller checks the router before binding a socket.
                     return Err(ApiError::not_found(format!("no router {router}")));
                 }
-                let socket = if shared { SocketId::SHARED } else { m.socket_id() };
+                let socket = if shared { SocketId::SHARED } else { m.socket_id().unwrap() };
                 m.create_transport(RouterId(router), socket, remote(40000), false, None)
             }
             Call::Connect { transport, port } => m.connect_transport(TransportId(transport), remote(port)),
             Call::CloseTransport(t) => m.close_transport(TransportId(t)),
-            Call::Produce { transport, ssrc, payload_type } => m.produce(
+            Call::Produce { transport, ssrc, payload_type, audio } => m.produce(
                 TransportId(transport),
-                MediaKind::Video,
+                if audio { MediaKind::Audio } else { MediaKind::Video },
                 Ssrc(ssrc),
                 PayloadType(payload_type),
                 None,
@@ -305,6 +325,9 @@ impl System {
             Call::CloseConsumer(c) => m.close_consumer(ConsumerId(c)),
             Call::PauseConsumer(c) => m.set_consumer_paused(ConsumerId(c), true),
             Call::ResumeConsumer(c) => m.set_consumer_paused(ConsumerId(c), false),
+            Call::SwitchProducer { consumer, producer } => {
+                m.switch_consumer_producer(ConsumerId(consumer), ProducerId(producer))
+            }
         }
     }
 
@@ -449,6 +472,21 @@ impl StateMachineTest for Conformance {
             assert_eq!(m.producers[&id].paused, p.paused, "producer {pid} paused in the model");
             assert_eq!(on_core.map(|x| x.paused()), Some(p.paused), "producer {pid} paused on the core");
             assert_eq!(m.producers[&id].transport.0, p.transport);
+            // Its consumers (switched ones included) in the model and in the core's fan-out.
+            let want: BTreeSet<ConsumerId> = reference
+                .consumers
+                .iter()
+                .filter(|(_, c)| c.producer == *pid)
+                .map(|(k, _)| ConsumerId(*k))
+                .collect();
+            assert_eq!(m.producers[&id].consumers, want, "producer {pid} consumers in the model");
+            let fan_out = on_core.map(|x| x.consumers().to_vec()).unwrap_or_default();
+            assert_eq!(fan_out.len(), want.len(), "producer {pid}: a consumer twice in its fan-out");
+            assert_eq!(
+                fan_out.into_iter().collect::<BTreeSet<_>>(),
+                want,
+                "producer {pid} fan-out on the core"
+            );
         }
 
         let mut ssrcs = BTreeSet::new();
@@ -474,6 +512,7 @@ impl StateMachineTest for Conformance {
                 "consumer {cid} producer_paused on the core"
             );
             assert_eq!(on_core.ssrc(), entry.ssrc, "consumer {cid} ssrc");
+            assert_eq!(on_core.producer().0, c.producer, "consumer {cid} producer on the core");
             assert!(ssrcs.insert(entry.ssrc), "consumer ssrc {} is unique", entry.ssrc.0);
         }
     }

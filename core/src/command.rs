@@ -202,6 +202,17 @@ pub enum Command {
         router: RouterId,
         consumer: ConsumerId,
     },
+    /// Re-points a consumer at another producer of its router, of the same kind and clock rate
+    /// (mediasoup users' cascade failover): the consumer keeps its SSRC and payload type, its
+    /// sequence continues and its timestamps are re-based by the elapsed time
+    /// (`RtpRewriter::switch_source`); it follows the new producer's paused state; a video
+    /// producer is asked for a keyframe (a PLI at its next forwarded packet, throttled as any
+    /// keyframe request). Switching to the producer it follows changes nothing.
+    SwitchConsumerProducer {
+        router: RouterId,
+        consumer: ConsumerId,
+        producer: ProducerId,
+    },
     /// Shared-port steering, sent to every core *but* the owner: datagrams on the shared port
     /// that match `key` belong to `router` on core `core` and are carried there through the
     /// inter-core ring. `core: None` removes the entry.
@@ -275,6 +286,7 @@ impl Command {
             | Command::CloseConsumer { router, .. }
             | Command::PauseConsumer { router, .. }
             | Command::ResumeConsumer { router, .. }
+            | Command::SwitchConsumerProducer { router, .. }
             | Command::SetSteering { router, .. }
             | Command::CreatePipedProducer { router, .. }
             | Command::AddPipe { router, .. }

@@ -51,7 +51,7 @@ impl RtpRewriter {
     /// The next packet comes from a different source (another SSRC/clock base): continue both the
     /// sequence and the timestamp line.
     pub fn switch_source(&mut self) {
-        self.seq.sync();
+        self.seq.switch_source();
         self.source_switch_pending = self.last_out_ts.is_some();
     }
 
@@ -77,9 +77,16 @@ impl RtpRewriter {
         Some(Rewritten { ssrc: self.ssrc, payload_type: self.payload_type, seq: out_seq, timestamp: out_ts })
     }
 
-    /// Maps a sequence number this consumer sent back to the producer's (for NACK).
-    pub fn output_to_input(&self, seq: SeqNo) -> SeqNo {
+    /// Maps a sequence number this consumer sent back to its producer's (for NACK); `None` when
+    /// it was not sent from the producer it follows now (see [`SeqManager::output_to_input`]).
+    pub fn output_to_input(&self, seq: SeqNo) -> Option<SeqNo> {
         self.seq.output_to_input(seq)
+    }
+
+    /// After a source switch, until the new source's first packet: the timestamp offset is not
+    /// known yet (an SR of the new source cannot be mapped).
+    pub fn timeline_pending(&self) -> bool {
+        self.source_switch_pending
     }
 
     /// Timestamp offset added to the producer's timestamps (for SR rewriting).
@@ -190,6 +197,10 @@ impl Consumer {
     pub fn ssrc(&self) -> Ssrc {
         self.rewriter.ssrc()
     }
+    /// The payload type its packets carry.
+    pub fn payload_type(&self) -> PayloadType {
+        self.rewriter.payload_type()
+    }
     pub fn stats(&self) -> ConsumerStats {
         self.stats
     }
@@ -271,6 +282,6 @@ mod tests {
         let b = r.rewrite(SeqNo(2), 950, 48000, 20_000).unwrap();
         assert_eq!(a.timestamp, u32::MAX - 10);
         assert_eq!(b.timestamp, 950);
-        assert_eq!(r.output_to_input(SeqNo(2)), SeqNo(2));
+        assert_eq!(r.output_to_input(SeqNo(2)), Some(SeqNo(2)));
     }
 }

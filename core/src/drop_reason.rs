@@ -58,7 +58,8 @@ pub enum DropReason {
     SendWouldBlock,
     /// PLI/FIR suppressed by the per-producer throttle.
     KeyframeRequestThrottled,
-    /// A NACKed packet neither in the store nor requestable from the producer (too many at once).
+    /// A NACKed packet neither in the store nor requestable from the producer (too many at once,
+    /// or one the consumer was sent from another producer before a source switch).
     RetransmissionMissing,
     /// A retransmission answered from the store whose packet was overwritten before it was sent.
     RetransmissionEvicted,

@@ -26,6 +26,9 @@ pub struct Producer {
     pub(crate) stats: ProducerStats,
     /// When a keyframe request was last forwarded (caller's clock, µs), for the throttle.
     pub(crate) last_keyframe_request_us: Option<u64>,
+    /// A consumer switched to it wants a keyframe: a PLI goes upstream at its next forwarded
+    /// packet, once the keyframe-request throttle allows (commands have no output of their own).
+    pub(crate) keyframe_wanted: bool,
     /// FIR command sequence number (RFC 5104 §4.3.1.1).
     pub(crate) fir_seq: u8,
     /// Recent packets, for NACKs (video producers only).
@@ -54,6 +57,7 @@ impl Producer {
             consumers: Vec::new(),
             stats: ProducerStats::default(),
             last_keyframe_request_us: None,
+            keyframe_wanted: false,
             fir_seq: 0,
             store: StoreCell::default(),
             nack_asked: None,

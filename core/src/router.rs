@@ -2,13 +2,15 @@
 //!
 //! Close cascade (mediasoup's `doc/closures.md`, see also `CLOSURES.md` at the repo root):
 //! closing a router closes its transports; closing a transport closes the producers and consumers
-//! on it; closing a producer closes its consumers (on any transport of the router).
+//! on it; closing a producer closes its consumers (on any transport of the router). A consumer
+//! switched to another producer is that producer's consumer from then on: closing the new one
+//! closes it, closing the old one does not touch it.
 
 use std::collections::HashMap;
 
 use crate::command::{CommandError, ConsumerOptions, PlainTransportOptions, ProducerOptions, SteerKey};
 use crate::consumer::Consumer;
-use crate::ids::{ConsumerId, ProducerId, TransportId};
+use crate::ids::{ConsumerId, MediaKind, ProducerId, TransportId};
 use crate::producer::Producer;
 use crate::transport::{Remote, Transport};
 
@@ -163,6 +165,43 @@ impl Router {
             }
         }
         true
+    }
+
+    /// Moves consumer `id` from its producer's fan-out to producer `to`'s (see
+    /// [`Command::SwitchConsumerProducer`](crate::command::Command::SwitchConsumerProducer)).
+    /// Validates before it mutates: another kind or clock rate is refused.
+    pub(crate) fn switch_consumer_producer(&mut self, id: ConsumerId, to: ProducerId) -> Applied {
+        let Some(from) = self.consumers.get(&id).map(|c| c.producer) else { return Ok(false) };
+        let Some(new) = self.producers.get(&to) else { return Ok(false) };
+        if from == to {
+            return Ok(true);
+        }
+        // A consumer's producer exists while it does (closing a producer closes its consumers).
+        if let Some(old) = self.producers.get(&from) {
+            if old.options.kind != new.options.kind {
+                return Err(CommandError::argument("the new producer's kind differs from the consumer's"));
+            }
+            if old.options.clock_rate != new.options.clock_rate {
+                return Err(CommandError::argument(
+                    "the new producer's clock_rate differs from the consumer's",
+                ));
+            }
+        }
+        if let Some(old) = self.producers.get_mut(&from) {
+            old.consumers.retain(|k| *k != id);
+        }
+        let Some(new) = self.producers.get_mut(&to) else { return Ok(false) };
+        new.consumers.push(id);
+        new.keyframe_wanted |= new.options.kind == MediaKind::Video;
+        let paused = new.paused;
+        if let Some(c) = self.consumers.get_mut(&id) {
+            c.producer = to;
+            c.producer_paused = paused;
+            c.rewriter.switch_source();
+            // When packets were last resent to it is kept by the old producer's numbers.
+            c.retransmissions.resent = None;
+        }
+        Ok(true)
     }
 
     pub(crate) fn set_consumer_paused(&mut self, id: ConsumerId, paused: bool) -> bool {

@@ -6,6 +6,10 @@
 //! a *sync* makes the next input packet continue right after the highest sequence sent so far.
 //! Packets that arrive out of order are mapped with the same offset, so a late packet keeps its
 //! place; packets older than the last sync are refused (they belong to the previous offset).
+//!
+//! Mapping back (for NACKs) is exact or refused: an output number maps to the input with the
+//! offset it was sent under. A sync from the same source (a resume) keeps the segment before it
+//! mappable; a source switch forgets it, since those inputs are another producer's numbers.
 
 use crate::ids::SeqNo;
 
@@ -30,6 +34,26 @@ pub struct SeqManager {
     sync_input: u16,
     started: bool,
     sync_pending: bool,
+    /// The pending sync starts another source: earlier outputs stop mapping back.
+    source_change_pending: bool,
+    /// The segment before the last sync, from the same source, so its outputs still map back.
+    previous: Option<Segment>,
+}
+
+/// Outputs `first..=last` (serial order) sent under offset `base` (the current segment is open
+/// past `last`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Segment {
+    first: u16,
+    last: u16,
+    base: u16,
+}
+
+impl Segment {
+    fn input_of(&self, output: u16) -> Option<SeqNo> {
+        let within = self.last.wrapping_sub(output) <= self.last.wrapping_sub(self.first);
+        within.then_some(SeqNo(output.wrapping_sub(self.base)))
+    }
 }
 
 impl SeqManager {
@@ -42,6 +66,15 @@ impl SeqManager {
     pub fn sync(&mut self) {
         if self.started {
             self.sync_pending = true;
+        }
+    }
+
+    /// A [`sync`](Self::sync) after which the inputs are another source's numbers: what was
+    /// sent before it no longer maps back ([`output_to_input`](Self::output_to_input)).
+    pub fn switch_source(&mut self) {
+        if self.started {
+            self.sync_pending = true;
+            self.source_change_pending = true;
         }
     }
 
@@ -58,6 +91,9 @@ impl SeqManager {
         }
         if self.sync_pending {
             self.sync_pending = false;
+            let ended = self.current();
+            self.previous = (!self.source_change_pending).then_some(ended);
+            self.source_change_pending = false;
             self.base = self.max_output.wrapping_add(1).wrapping_sub(input);
             self.max_input = input;
             self.sync_input = input;
@@ -76,6 +112,9 @@ impl SeqManager {
             // point would start refusing every packet 32,768 packets later.
             if self.max_input.wrapping_sub(self.sync_input) > SYNC_WINDOW {
                 self.sync_input = self.max_input.wrapping_sub(SYNC_WINDOW);
+                // Outputs this far back are out of any store; the segment before is dropped
+                // so its numbers can never alias the current one's.
+                self.previous = None;
             }
         }
         Some(SeqNo(output))
@@ -86,9 +125,26 @@ impl SeqManager {
         self.started.then_some(SeqNo(self.max_output))
     }
 
-    /// Maps an output sequence number (e.g. from a consumer's NACK) back to the input sequence.
-    pub fn output_to_input(&self, output: SeqNo) -> SeqNo {
-        SeqNo(output.0.wrapping_sub(self.base))
+    /// Maps an output sequence number (e.g. from a consumer's NACK) back to the input sequence
+    /// it was (or, past the newest, will be) sent for. `None` when it precedes the first output,
+    /// was sent before a source switch (a pending one too: the consumer already follows the new
+    /// source), or before the segment preceding the last sync.
+    pub fn output_to_input(&self, output: SeqNo) -> Option<SeqNo> {
+        if !self.started || self.source_change_pending {
+            return None;
+        }
+        // A number past the newest output maps as its packet will be (a loss upstream the
+        // consumer saw before the next packet); what precedes the segment is the one before.
+        let current = self.current();
+        if output.0.wrapping_sub(current.first) < 0x8000 {
+            return Some(SeqNo(output.0.wrapping_sub(current.base)));
+        }
+        self.previous.and_then(|p| p.input_of(output.0))
+    }
+
+    /// The outputs since the last sync (within the window).
+    fn current(&self) -> Segment {
+        Segment { first: self.sync_input.wrapping_add(self.base), last: self.max_output, base: self.base }
     }
 }
 
@@ -163,8 +219,65 @@ mod tests {
         m.sync();
         let out = m.input(SeqNo(1000)).unwrap();
         assert_eq!(out, SeqNo(11));
-        assert_eq!(m.output_to_input(SeqNo(11)), SeqNo(1000));
+        assert_eq!(m.output_to_input(SeqNo(11)), Some(SeqNo(1000)));
         assert_eq!(m.max_output(), Some(SeqNo(11)));
+    }
+
+    #[test]
+    fn output_to_input_keeps_the_segment_before_a_resume() {
+        let mut m = SeqManager::new();
+        for s in 10..=12 {
+            m.input(SeqNo(s));
+        }
+        m.sync();
+        // Pending resume, same source: the outputs sent so far still map back.
+        assert_eq!(m.output_to_input(SeqNo(11)), Some(SeqNo(11)));
+        assert_eq!(m.input(SeqNo(50)), Some(SeqNo(13)));
+        m.input(SeqNo(51));
+        // Each output maps with the offset it was sent under.
+        assert_eq!(m.output_to_input(SeqNo(12)), Some(SeqNo(12)));
+        assert_eq!(m.output_to_input(SeqNo(10)), Some(SeqNo(10)));
+        assert_eq!(m.output_to_input(SeqNo(13)), Some(SeqNo(50)));
+        assert_eq!(m.output_to_input(SeqNo(14)), Some(SeqNo(51)));
+        // Before the first output: never sent. Past the newest: as it will be sent.
+        assert_eq!(m.output_to_input(SeqNo(9)), None);
+        assert_eq!(m.output_to_input(SeqNo(15)), Some(SeqNo(52)));
+        // Only one segment back is kept.
+        m.sync();
+        m.input(SeqNo(90));
+        assert_eq!(m.output_to_input(SeqNo(13)), Some(SeqNo(50)));
+        assert_eq!(m.output_to_input(SeqNo(12)), None);
+    }
+
+    #[test]
+    fn output_to_input_forgets_what_was_sent_before_a_source_switch() {
+        let mut m = SeqManager::new();
+        for s in 100..=104 {
+            m.input(SeqNo(s));
+        }
+        m.switch_source();
+        // Already refused while the switch is pending: the consumer follows the new source.
+        assert_eq!(m.output_to_input(SeqNo(104)), None);
+        assert_eq!(m.input(SeqNo(60_000)), Some(SeqNo(105)));
+        assert_eq!(m.input(SeqNo(60_001)), Some(SeqNo(106)));
+        for old in 100..=104 {
+            assert_eq!(m.output_to_input(SeqNo(old)), None, "{old} was the old source's");
+        }
+        assert_eq!(m.output_to_input(SeqNo(105)), Some(SeqNo(60_000)));
+        assert_eq!(m.output_to_input(SeqNo(106)), Some(SeqNo(60_001)));
+        // A resume after the switch keeps the new source's segment only.
+        m.sync();
+        assert_eq!(m.input(SeqNo(60_100)), Some(SeqNo(107)));
+        assert_eq!(m.output_to_input(SeqNo(106)), Some(SeqNo(60_001)));
+        assert_eq!(m.output_to_input(SeqNo(104)), None);
+    }
+
+    #[test]
+    fn a_switch_before_the_first_packet_changes_nothing() {
+        let mut m = SeqManager::new();
+        m.switch_source();
+        assert_eq!(m.input(SeqNo(7)), Some(SeqNo(7)));
+        assert_eq!(m.output_to_input(SeqNo(7)), Some(SeqNo(7)));
     }
 
     #[test]

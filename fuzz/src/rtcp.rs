@@ -1,8 +1,8 @@
 //! `rtcp_compound`: the compound walker and every sub-packet view, and the `Repr` round trips.
 
 use shardcast_core::rtcp::{
-    packet_type, set_feedback_ssrcs, FirRepr, Nack, NackRepr, Pli, PliRepr, ReceiverReport,
-    ReceiverReportRepr, RtcpCompound, RtcpPacket, SenderReport, SenderReportRepr,
+    packet_type, FirRepr, Nack, NackRepr, Pli, PliRepr, ReceiverReport, ReceiverReportRepr, RtcpCompound,
+    RtcpPacket, SenderReport, SenderReportRepr,
 };
 
 /// Input: one datagram.
@@ -98,7 +98,7 @@ fn check_one(packet: &RtcpPacket<'_>, raw: &[u8]) -> Parsed {
             }
             assert_eq!(NackRepr::parse(&Nack::new_checked(&out).expect("valid")), repr);
             let mut fb = raw.to_vec();
-            assert!(set_feedback_ssrcs(&mut fb, 7, 8));
+            set_feedback_ssrcs(&mut fb, 7, 8);
             let n2 = Nack::new_checked(&fb).expect("still valid");
             assert_eq!((n2.sender_ssrc(), n2.media_ssrc()), (7, 8));
             assert_eq!(n2.pairs().collect::<Vec<_>>(), pairs);
@@ -112,7 +112,7 @@ fn check_one(packet: &RtcpPacket<'_>, raw: &[u8]) -> Parsed {
             let back = Pli::new_checked(&out).expect("valid");
             assert_eq!((back.sender_ssrc(), back.media_ssrc()), (repr.sender_ssrc, repr.media_ssrc));
             let mut fb = raw.to_vec();
-            assert!(set_feedback_ssrcs(&mut fb, 9, 10));
+            set_feedback_ssrcs(&mut fb, 9, 10);
             let p2 = Pli::new_checked(&fb).expect("still valid");
             assert_eq!((p2.sender_ssrc(), p2.media_ssrc()), (9, 10));
             Parsed::Pli(repr)
@@ -197,4 +197,11 @@ fn reparse(p: &RtcpPacket<'_>, expected: &Parsed) -> Parsed {
         }
         _ => Parsed::Raw,
     }
+}
+
+/// Rewrites a feedback packet's sender and media SSRCs in place (RFC 4585 §6.1: bytes 4..8 and
+/// 8..12 of the common feedback header), as a forwarder would.
+fn set_feedback_ssrcs(fb: &mut [u8], sender: u32, media: u32) {
+    fb[4..8].copy_from_slice(&sender.to_be_bytes());
+    fb[8..12].copy_from_slice(&media.to_be_bytes());
 }

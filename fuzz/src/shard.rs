@@ -76,8 +76,9 @@ fn a(ip: [u8; 4], port: u16) -> SocketAddr {
 ///   127.0.0.21:5021, consumer 22 on socket 22 → 127.0.1.22:6022
 /// - steering: remote 127.0.0.9:9999 → core 1; SSRC 9999 → core 2
 pub fn room_commands() -> Vec<Command> {
-    let comedia = |socket| PlainTransportOptions { socket, remote: None, comedia: true };
-    let unset = |socket| PlainTransportOptions { socket, remote: None, comedia: false };
+    let comedia =
+        |socket| PlainTransportOptions { socket, remote: None, comedia: true, comedia_source: None };
+    let unset = |socket| PlainTransportOptions { socket, remote: None, comedia: false, comedia_source: None };
     let producer = |id: u32, ssrc: u32, pt: u8, video: bool| Command::CreateProducer {
         router: R1,
         transport: TransportId(id),
@@ -302,6 +303,12 @@ fn forward_checked(
     let before = *shard.counters();
     let remotes_before = remotes(shard);
     let verdict = shard.forward(index, dgram, now_us, sink);
+    if let Verdict::Hop { .. } = verdict {
+        // The run loop's half of a hop: counted once the datagram is in the owner's ring.
+        shard.count_hopped_out();
+    }
+    // The run loop's other half: what a pipe left for another core. The rooms have no pipes.
+    assert_eq!(shard.pop_pipe_hop(), None, "a room without pipes leaves no pipe hop");
     let after = *shard.counters();
     let d = |f: fn(&Counters) -> u64| f(&after) - f(&before);
     assert_eq!(d(|c| c.packets_in), 1);
@@ -504,7 +511,12 @@ fn command(b: &mut Bytes<'_>) -> Command {
             Command::CreatePlainTransport {
                 router,
                 transport,
-                options: PlainTransportOptions { socket: SocketId(b.pick(&CMD_SOCKETS)), remote, comedia },
+                options: PlainTransportOptions {
+                    socket: SocketId(b.pick(&CMD_SOCKETS)),
+                    remote,
+                    comedia,
+                    comedia_source: None,
+                },
             }
         }
         3 => Command::ConnectTransport { router, transport, remote: b.pick(&cmd_remotes()) },
@@ -586,7 +598,7 @@ fn dump(shard: &Shard) -> Dump {
                         c.paused(),
                         c.producer_paused(),
                         c.ssrc(),
-                        c.rewriter().payload_type()
+                        c.payload_type()
                     )
                 })
                 .collect();

@@ -12,6 +12,21 @@ pub use shardcast_core::testutil::rtp;
 
 pub mod alloc;
 
+/// True when this process runs as root (effective uid 0, from `/proc/self/status`): the tests of
+/// kernel steering need CAP_BPF. Without it such a test prints that it is skipped and returns.
+pub fn root_or_skip(what: &str) -> bool {
+    let euid = std::fs::read_to_string("/proc/self/status").ok().and_then(|s| {
+        s.lines()
+            .find(|l| l.starts_with("Uid:"))
+            .and_then(|l| l.split_whitespace().nth(2).map(str::to_string))
+    });
+    let root = euid.as_deref() == Some("0");
+    if !root {
+        eprintln!("skipped: {what} needs root (CAP_BPF for the reuseport eBPF program)");
+    }
+    root
+}
+
 /// How long any single wait in a test may take before it fails.
 pub const DEADLINE: Duration = Duration::from_secs(10);
 

@@ -7,9 +7,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use shardcast_benches::loadgen::flood::{flood, flood_summary, FloodConfig};
 use shardcast_benches::loadgen::report::{median, summary, svg, Series};
 use shardcast_benches::loadgen::run::DuringHook;
-use shardcast_benches::loadgen::{run, Profile, RunConfig, RunResult, Target};
+use shardcast_benches::loadgen::{run, DuringContext, Profile, RunConfig, RunResult, Target};
 
 #[derive(Debug, Parser)]
 #[command(version, about)]
@@ -49,6 +50,32 @@ enum Cmd {
     Api {
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// Hostile input: legitimate streams at `--legit-rate` while a seeded mix of hostile
+    /// datagrams at `--flood-factor` × the legitimate packet rate hits the same ports; reports
+    /// delivery per stream, the relay's drops by reason, the kernel's socket drops, the
+    /// conservation checks, and whether the relay is still up.
+    Flood {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Legitimate rate (p2p: input pps; fanout: output pps); overrides --rate.
+        #[arg(long, default_value_t = 20_000.0)]
+        legit_rate: f64,
+        /// Hostile datagrams per second, as a multiple of the legitimate input rate.
+        #[arg(long, default_value_t = 10.0)]
+        flood_factor: f64,
+        /// NACK storms from the consumers' own addresses (datagrams/s, part of the flood).
+        #[arg(long, default_value_t = 10.0)]
+        consumer_nack_pps: f64,
+        /// The daemon's stderr, redirected to this file: lines written during the run are counted.
+        #[arg(long)]
+        relay_log: Option<PathBuf>,
+        /// Pin the flood thread to this CPU (default: --cpu).
+        #[arg(long)]
+        flood_cpu: Option<usize>,
+        /// After the flood, send this many of each class alone and show where each landed.
+        #[arg(long, default_value_t = 200)]
+        probe_each: u64,
     },
     /// shardcast vs the floor relay, side by side, on a list of rates: prints the table and
     /// writes an SVG plot.
@@ -241,7 +268,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Handoff { run: a, interval_ms } => {
             let mut config = a.config(TargetName::Shardcast, a.rate);
             let (api, token) = (a.api.clone(), a.token.clone());
-            config.during = Some(DuringHook(Arc::new(move |router, stop| {
+            config.during = Some(DuringHook(Arc::new(move |cx: DuringContext| {
+                let (router, stop) = (cx.router, cx.stop);
                 let mut samples = Vec::new();
                 let Some(router) = router else { return samples };
                 let Ok(client) =
@@ -305,7 +333,8 @@ fn main() -> std::process::ExitCode {
         Cmd::Api { run: a } => {
             let mut config = a.config(TargetName::Shardcast, a.rate);
             let (api, token) = (a.api.clone(), a.token.clone());
-            config.during = Some(DuringHook(Arc::new(move |_, stop| {
+            config.during = Some(DuringHook(Arc::new(move |cx: DuringContext| {
+                let stop = cx.stop;
                 let mut samples = Vec::new();
                 let Ok(client) =
                     reqwest::blocking::Client::builder().timeout(Duration::from_secs(10)).build()
@@ -358,6 +387,42 @@ fn main() -> std::process::ExitCode {
                         core0["apply_ns_max"].as_u64().unwrap_or(0) / 1000,
                     );
                     emit(&r, &a.json);
+                }
+                Err(e) => {
+                    eprintln!("shardcast-loadgen: {e}");
+                    return std::process::ExitCode::from(1);
+                }
+            }
+        }
+        Cmd::Flood {
+            run: a,
+            legit_rate,
+            flood_factor,
+            consumer_nack_pps,
+            relay_log,
+            flood_cpu,
+            probe_each,
+        } => {
+            let config = FloodConfig {
+                legit: a.config(TargetName::Shardcast, legit_rate),
+                flood_factor,
+                consumer_nack_pps,
+                relay_log,
+                flood_cpu: flood_cpu.or(a.cpu),
+                probe_each,
+            };
+            match flood(&config) {
+                Ok(r) => {
+                    println!("{}", flood_summary(&r));
+                    let line = serde_json::to_string(&r).unwrap_or_default();
+                    if let Some(p) = &a.json {
+                        if let Err(e) = std::fs::write(p, format!("{line}\n")) {
+                            eprintln!("cannot write {}: {e}", p.display());
+                        }
+                    }
+                    if !(r.relay_alive && r.conservation.holds) {
+                        return std::process::ExitCode::from(2);
+                    }
                 }
                 Err(e) => {
                     eprintln!("shardcast-loadgen: {e}");

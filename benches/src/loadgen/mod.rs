@@ -5,6 +5,7 @@
 
 pub mod account;
 pub mod cpu;
+pub mod flood;
 pub mod profile;
 pub mod report;
 pub mod run;
@@ -12,5 +13,5 @@ pub mod target;
 
 pub use account::SeqTracker;
 pub use profile::{Profile, Stream};
-pub use run::{run, RunConfig, RunResult};
+pub use run::{run, DuringContext, RunConfig, RunResult, StreamFigures};
 pub use target::Target;

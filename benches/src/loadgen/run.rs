@@ -36,8 +36,8 @@ pub struct RunConfig {
     pub cpu: Option<usize>,
     /// Show a progress bar (long runs on a terminal).
     pub progress: bool,
-    /// Work to do during the measured window (e.g. move the router back and forth), given the
-    /// router id shardcast created and a stop flag; returns samples (e.g. handoff µs).
+    /// Work to do during the measured window (e.g. move the router back and forth, or flood
+    /// the relay's ports), given a [`DuringContext`]; returns samples (e.g. handoff µs).
     pub during: Option<DuringHook>,
 }
 
@@ -45,8 +45,40 @@ pub struct RunConfig {
 #[derive(Clone)]
 pub struct DuringHook(pub Arc<DuringFn>);
 
-/// `(router id, stop flag) -> samples`.
-pub type DuringFn = dyn Fn(Option<u64>, &AtomicBool) -> Vec<u64> + Send + Sync;
+/// `context -> samples`.
+pub type DuringFn = dyn Fn(DuringContext) -> Vec<u64> + Send + Sync;
+
+/// What a [`DuringHook`] is given when the measured window starts.
+#[derive(Debug)]
+pub struct DuringContext {
+    /// The router shardcast created for the run.
+    pub router: Option<u64>,
+    /// Set once the legitimate sender has sent its last packet.
+    pub stop: Arc<AtomicBool>,
+    /// Where stream `i` is sent.
+    pub ingress: Vec<SocketAddr>,
+    /// A clone of the legitimate sender's socket (same address): a hook may send from it.
+    pub sender: Option<UdpSocket>,
+    /// Clones of the receiver sockets, in receiver order (a hook may send from a consumer's own
+    /// address; the run's receiver thread still reads everything that arrives on them).
+    pub receivers: Vec<UdpSocket>,
+}
+
+/// One stream's figures over the window (summed over its receivers).
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamFigures {
+    pub id: u32,
+    pub ssrc: u32,
+    pub receivers: usize,
+    /// Packets of the stream sent in the window.
+    pub sent: u64,
+    /// `sent` × receivers.
+    pub expected: u64,
+    pub delivered: u64,
+    pub lost: u64,
+    pub duplicated: u64,
+    pub reordered: u64,
+}
 
 impl std::fmt::Debug for DuringHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -89,6 +121,13 @@ pub struct RunResult {
     pub max_gap_us: u64,
     /// Samples returned by the `during` hook (e.g. handoff durations, µs).
     pub during_samples: Vec<u64>,
+    /// Datagrams the kernel accepted from the sender over the whole run (warmup included).
+    pub sent_total: u64,
+    /// Datagrams the kernel refused (full send buffer, or refused one by one): never sent, so
+    /// counted as lost by the receivers' accounting.
+    pub send_refused: u64,
+    /// Per stream, over the window.
+    pub streams: Vec<StreamFigures>,
 }
 
 fn now_ns() -> u64 {
@@ -230,6 +269,7 @@ fn drive(
     let hook_stop = Arc::new(AtomicBool::new(false));
     let mut hook_thread: Option<std::thread::JoinHandle<Vec<u64>>> = None;
     let mut cpu_after: Option<(CpuSample, UdpCounters, Instant)> = None;
+    let (mut sent_total, mut send_refused) = (0u64, 0u64);
     loop {
         let elapsed = start.elapsed();
         if elapsed >= total {
@@ -242,8 +282,15 @@ fn drive(
             cpu_before =
                 Some((pid.map(CpuSample::read).unwrap_or_default(), UdpCounters::read(), Instant::now()));
             if let Some(hook) = &config.during {
-                let (hook, stop) = (hook.clone(), hook_stop.clone());
-                hook_thread = Some(std::thread::spawn(move || (hook.0)(router, &stop)));
+                let context = DuringContext {
+                    router,
+                    stop: hook_stop.clone(),
+                    ingress: ingress.to_vec(),
+                    sender: sender.try_clone().ok(),
+                    receivers: receivers.iter().filter_map(|r| r.try_clone().ok()).collect(),
+                };
+                let hook = hook.clone();
+                hook_thread = Some(std::thread::spawn(move || (hook.0)(context)));
             }
         }
         if let Some(b) = &bar {
@@ -272,7 +319,9 @@ fn drive(
                 scope.push(ingress[id], &[], &b[..*len]);
             }
             if n > 0 {
-                let _ = scope.flush(fd);
+                let r = scope.flush(fd);
+                sent_total += r.sent as u64;
+                send_refused += (r.failed + r.would_block) as u64;
             }
         }
         if n == 0 {
@@ -327,6 +376,33 @@ fn drive(
         dup += t.duplicated;
         reo += t.reordered;
     }
+    let per_stream = streams
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let mut f = StreamFigures {
+                id: s.id,
+                ssrc: s.ssrc,
+                receivers: s.receivers.len(),
+                sent: window_end[i]
+                    .load(Ordering::Relaxed)
+                    .saturating_sub(window_first[i].load(Ordering::Relaxed)),
+                expected: 0,
+                delivered: 0,
+                lost: 0,
+                duplicated: 0,
+                reordered: 0,
+            };
+            for t in trackers.iter().filter_map(|r| r[i].as_ref()) {
+                f.expected += t.expected();
+                f.delivered += t.delivered;
+                f.lost += t.lost();
+                f.duplicated += t.duplicated;
+                f.reordered += t.reordered;
+            }
+            f
+        })
+        .collect();
     let (before, after) = (cpu_before.ok_or("the window never started")?, cpu_after.ok_or("no end sample")?);
     let window = after.2.duration_since(before.2).as_secs_f64();
     let relay_ns = after.0.total_ns().saturating_sub(before.0.total_ns());
@@ -371,5 +447,8 @@ fn drive(
         udp_sndbuf_errors: udp.sndbuf_errors,
         max_gap_us: max_gap_ns / 1000,
         during_samples,
+        sent_total,
+        send_refused,
+        streams: per_stream,
     })
 }

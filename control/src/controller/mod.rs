@@ -116,10 +116,11 @@ impl Controller {
                 recv_buffer: config.media.recv_buffer,
                 send_buffer: config.media.send_buffer,
             },
+            ports::allowed_listen_ips(&config.media.allowed_listen_ips, config.media.listen.ip()),
         );
         Self {
             plane,
-            model: Model::new(cores, config.seed, config.placement),
+            model: Model::new(cores, config.seed, config.placement).with_quotas(config.quotas.clone()),
             seqs: vec![0; cores],
             stalled: (0..cores).map(|_| None).collect(),
             sockets: HashMap::new(),
@@ -233,7 +234,8 @@ impl Controller {
             | Request::PipeToRouter { producer, .. } => of_producer(*producer),
             Request::CloseConsumer { consumer }
             | Request::PauseConsumer { consumer }
-            | Request::ResumeConsumer { consumer } => of_consumer(*consumer),
+            | Request::ResumeConsumer { consumer }
+            | Request::SwitchConsumerProducer { consumer, .. } => of_consumer(*consumer),
             Request::StallCore { core, .. } | Request::PanicCore { core } => Some(*core),
             Request::CreateRouter { core } => *core,
             Request::Stats => None,
@@ -343,6 +345,11 @@ impl Controller {
             Request::CloseConsumer { consumer } => self.model.close_consumer(consumer)?,
             Request::PauseConsumer { consumer } => self.model.set_consumer_paused(consumer, true)?,
             Request::ResumeConsumer { consumer } => self.model.set_consumer_paused(consumer, false)?,
+            Request::SwitchConsumerProducer { consumer, producer } => {
+                let plan = self.model.switch_consumer_producer(consumer, producer)?;
+                announce.extend(self.producer_paused_change(consumer, producer));
+                plan
+            }
         };
         let noop = plan.phases.is_empty();
         let response = self.execute(plan)?;
@@ -377,14 +384,9 @@ impl Controller {
         comedia: bool,
         comedia_source: Option<IpPrefix>,
     ) -> Result<Plan, ApiError> {
-        if comedia_source.is_some() && !comedia {
-            return Err(ApiError::argument(
-                "comedia_source needs comedia: true (it restricts who may latch)",
-            ));
-        }
-        self.model
-            .core_of_router(router)
-            .ok_or_else(|| ApiError::not_found(format!("no router {router}")))?;
+        crate::model::check_comedia_source(comedia, comedia_source)?;
+        // The quotas before a socket is bound (also checked by the model's plan).
+        self.model.admit_transport(router)?;
         let (socket, local) = if shared_port {
             if port.is_some() {
                 return Err(ApiError::argument(
@@ -395,7 +397,7 @@ impl Controller {
         } else {
             let socket = self.ports.bind(listen_ip, port)?;
             let local = socket.local_addr().map_err(|e| ApiError::state(format!("socket: {e}")))?;
-            let id = self.model.socket_id();
+            let id = self.model.socket_id()?;
             // Moved into the AttachSocket op by `execute`; dropped (closed) if unused.
             self.sockets.insert(id, socket);
             (id, local)
@@ -449,6 +451,19 @@ impl Controller {
             }
         }
         events
+    }
+
+    /// The event a switch of `consumer` to `producer` announces when the consumer's
+    /// `producer_paused` changes with it (as a pause or resume of its producer would).
+    fn producer_paused_change(&self, consumer: ConsumerId, producer: ProducerId) -> Option<ControlEvent> {
+        let m = &self.model;
+        let paused = |p: ProducerId| m.producers.get(&p).map(|p| p.paused);
+        let before = paused(m.consumers.get(&consumer)?.producer)?;
+        match (before, paused(producer)?) {
+            (false, true) => Some(ControlEvent::ConsumerProducerPaused { consumer, producer }),
+            (true, false) => Some(ControlEvent::ConsumerProducerResumed { consumer, producer }),
+            _ => None,
+        }
     }
 
     fn consumers_of(&self, producer: ProducerId) -> Vec<ConsumerId> {

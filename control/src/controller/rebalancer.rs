@@ -6,7 +6,7 @@ use shardcast_core::ids::RouterId;
 use shardcast_dataplane::DataPlane;
 
 use crate::config::Config;
-use crate::model::Model;
+use crate::model::{Model, RouterEntry};
 
 /// Moves routers off a hot core: per-core busy fraction over an interval; when the spread
 /// exceeds the threshold, move the router whose weight best halves it. Hysteresis: a minimum
@@ -55,18 +55,11 @@ impl Rebalancer {
         if hot == cold || spread < config.rebalancer.threshold {
             return None;
         }
-        // Weight of a router ≈ its fan-out (producers × their consumers, at least 1 per producer).
-        let weight = |r: RouterId| -> f64 {
-            model
-                .producers
-                .values()
-                .filter(|p| p.router == r)
-                .map(|p| 1.0 + p.consumers.len() as f64)
-                .sum::<f64>()
-                .max(1.0)
-        };
+        // Weight of a router ≈ its fan-out: each producer plus each of its consumers (at least 1),
+        // from the counts the model keeps (O(routers), once per interval, only when imbalanced).
+        let weight = |e: &RouterEntry| (e.counts.producers + e.counts.consumers).max(1) as f64;
         let on_hot: Vec<(RouterId, f64)> =
-            model.routers.iter().filter(|(_, e)| e.core == hot).map(|(id, _)| (*id, weight(*id))).collect();
+            model.routers.iter().filter(|(_, e)| e.core == hot).map(|(id, e)| (*id, weight(e))).collect();
         if on_hot.len() < 2 {
             return None;
         }

@@ -1,11 +1,12 @@
-//! HTTP errors: a status and the body `{"error": "...", "kind": "..."}` (`control/API.md`).
+//! HTTP errors: a status and the body `{"error": "...", "kind": "..."}`, plus `"quota"` and
+//! `"limit"` on a 429 `quota_exceeded` (`control/API.md`).
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response as HttpResponse};
 use axum::Json;
 use serde::Serialize;
 
-use crate::error::{ApiError, ApiErrorKind};
+use crate::error::{ApiError, ApiErrorKind, QuotaHit};
 
 /// An HTTP error: status + `{"error", "kind"}`.
 #[derive(Debug)]
@@ -13,11 +14,12 @@ pub struct HttpError {
     pub(super) status: StatusCode,
     pub(super) kind: &'static str,
     pub(super) message: String,
+    pub(super) quota: Option<QuotaHit>,
 }
 
 impl HttpError {
     pub(super) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        Self { status, kind, message: message.into() }
+        Self { status, kind, message: message.into(), quota: None }
     }
 }
 
@@ -31,8 +33,9 @@ impl From<ApiError> for HttpError {
             // API-SPEC.md has four kinds: a full ring or queue is a core that cannot take the
             // call now (the message says "busy").
             ApiErrorKind::Busy => (StatusCode::SERVICE_UNAVAILABLE, "core_unavailable"),
+            ApiErrorKind::QuotaExceeded => (StatusCode::TOO_MANY_REQUESTS, "quota_exceeded"),
         };
-        HttpError::new(status, kind, e.message)
+        HttpError { quota: e.quota, ..HttpError::new(status, kind, e.message) }
     }
 }
 
@@ -41,11 +44,27 @@ impl From<ApiError> for HttpError {
 pub(super) struct ErrorBody {
     pub(super) error: String,
     pub(super) kind: &'static str,
+    /// The quota's name, on `quota_exceeded` only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) quota: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) limit: Option<usize>,
+}
+
+impl HttpError {
+    pub(super) fn body(self) -> ErrorBody {
+        ErrorBody {
+            error: self.message,
+            kind: self.kind,
+            quota: self.quota.map(|q| q.quota),
+            limit: self.quota.map(|q| q.limit),
+        }
+    }
 }
 
 impl IntoResponse for HttpError {
     fn into_response(self) -> HttpResponse {
-        (self.status, Json(ErrorBody { error: self.message, kind: self.kind })).into_response()
+        (self.status, Json(self.body())).into_response()
     }
 }
 

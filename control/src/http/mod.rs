@@ -13,6 +13,7 @@ mod server;
 mod sse;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
@@ -26,10 +27,12 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use shardcast_core::command::IpPrefix;
 use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
+use subtle::ConstantTimeEq;
+use tower_http::timeout::TimeoutLayer;
 
 use self::error::missing;
 pub use self::error::HttpError;
-pub use self::server::HttpServer;
+pub use self::server::{connection_cap, HttpServer};
 use crate::api::Shardcast;
 use crate::request::{Request, Response};
 
@@ -139,6 +142,12 @@ struct ConsumeBody {
 #[serde(deny_unknown_fields)]
 struct PipeBody {
     router: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchProducerBody {
+    producer_id: Option<u32>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -267,6 +276,17 @@ async fn pipe(
     call(sc, Request::PipeToRouter { producer, router }).await
 }
 
+async fn switch_consumer_producer(
+    State(sc): State<Shardcast>,
+    p: Result<Path<u32>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> HttpResult {
+    let consumer = ConsumerId(id(p)?);
+    let b: SwitchProducerBody = body(b)?;
+    let producer = ProducerId(b.producer_id.ok_or_else(|| missing("producer_id"))?);
+    call(sc, Request::SwitchConsumerProducer { consumer, producer }).await
+}
+
 macro_rules! by_id {
     ($name:ident, $variant:ident, $field:ident, $ty:ident) => {
         async fn $name(State(sc): State<Shardcast>, p: Result<Path<u32>, PathRejection>) -> HttpResult {
@@ -316,7 +336,9 @@ async fn auth(
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        // Constant time in the token's bytes: the time to refuse tells nothing of a prefix.
+        let matches = given.is_some_and(|g| bool::from(g.as_bytes().ct_eq(token.as_bytes())));
+        if !matches {
             return HttpError::new(
                 StatusCode::UNAUTHORIZED,
                 "unauthorized",
@@ -326,6 +348,19 @@ async fn auth(
         }
     }
     next.run(request).await
+}
+
+/// The body of `TimeoutLayer`'s 408: the error shape of every other error.
+async fn timed_out(response: HttpResponse) -> HttpResponse {
+    if response.status() != StatusCode::REQUEST_TIMEOUT {
+        return response;
+    }
+    HttpError::new(
+        StatusCode::REQUEST_TIMEOUT,
+        "request_timeout",
+        "the request (its body and the call) took longer than api.request_timeout_ms",
+    )
+    .into_response()
 }
 
 /// The API's routes.
@@ -347,6 +382,7 @@ pub fn router(sc: Shardcast) -> Router {
         .route("/consumers/:id", axum::routing::delete(close_consumer))
         .route("/consumers/:id/pause", post(pause_consumer))
         .route("/consumers/:id/resume", post(resume_consumer))
+        .route("/consumers/:id/producer", post(switch_consumer_producer))
         .route("/cores/:id/stall", post(stall))
         .route("/cores/:id/panic", post(panic_core))
         .route("/stats", get(stats))
@@ -357,6 +393,11 @@ pub fn router(sc: Shardcast) -> Router {
         })
         .layer(middleware::from_fn_with_state(sc.clone(), auth))
         .layer(DefaultBodyLimit::max(limit))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::REQUEST_TIMEOUT,
+            Duration::from_millis(sc.config().api.request_timeout_ms),
+        ))
+        .layer(middleware::map_response(timed_out))
         .with_state(sc)
 }
 

@@ -118,6 +118,7 @@ fn the_stats_document_has_the_documented_fields() {
         packets_out: 3,
         bytes_out: 4,
         routed: 5,
+        rtcp_terminated: 4,
         outputs: 6,
         hopped_out: 7,
         hopped_in: 8,
@@ -152,7 +153,7 @@ fn the_stats_document_has_the_documented_fields() {
             r#"{"pid":42,"shared_port":"0.0.0.0:5004","kernel_steering":{"updates":3,"errors":0},"#,
             r#""routers":1,"transports":2,"producers":3,"consumers":4,"moves":5,"rebalancer_moves":6,"#,
             r#""cores":[{"core":0,"cpu":1,"stalled":false,"packets_in":1,"bytes_in":2,"packets_out":3,"bytes_out":4,"#,
-            r#""routed":5,"outputs":6,"hopped_out":7,"hopped_in":8,"piped_out":20,"piped_in":21,"drops":{"producer_paused":9},"#,
+            r#""routed":5,"rtcp_terminated":4,"outputs":6,"hopped_out":7,"hopped_in":8,"piped_out":20,"piped_in":21,"drops":{"producer_paused":9},"#,
             r#""batches_applied":10,"apply_ns_max":11,"busy_ns":12,"wakeups":13,"routers":14,"ring_depth":15,"#,
             r#""handoffs_in":16,"freeze_ns_max":17,"barrier_failures":18}]}"#,
         )
@@ -198,8 +199,14 @@ fn events_are_tagged_by_name() {
 fn errors_carry_the_message_and_the_http_kind() {
     let busy = HttpError::from(ApiError::busy("core 1 is busy"));
     assert_eq!(busy.status, StatusCode::SERVICE_UNAVAILABLE);
-    let body = ErrorBody { error: busy.message, kind: busy.kind };
+    let body: ErrorBody = busy.body();
     assert_eq!(json(&body), r#"{"error":"core 1 is busy","kind":"core_unavailable"}"#);
+    let quota = HttpError::from(ApiError::quota("consumers_per_router", 1000, "full"));
+    assert_eq!(quota.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        json(&quota.body()),
+        r#"{"error":"full","kind":"quota_exceeded","quota":"consumers_per_router","limit":1000}"#
+    );
     let kinds = [
         (ApiError::argument("x"), StatusCode::BAD_REQUEST, "invalid_argument"),
         (ApiError::not_found("x"), StatusCode::NOT_FOUND, "not_found"),

@@ -6,10 +6,14 @@ use std::net::SocketAddr;
 use shardcast_core::command::{IpPrefix, SocketId};
 use shardcast_core::ids::{ConsumerId, MediaKind, PayloadType, ProducerId, RouterId, Ssrc, TransportId};
 
+use super::quota::RouterCounts;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RouterEntry {
     pub core: usize,
     pub transports: BTreeSet<TransportId>,
+    /// Its producers and consumers, counted (quotas, the rebalancer's weight).
+    pub counts: RouterCounts,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,7 +10,8 @@
 //! One concept per file: the plan a call becomes (`plan.rs`), the entries the model holds
 //! (`entry.rs`), placement of new routers (`placement.rs`), shared-port steering (`steering.rs`),
 //! the planning of each object's calls (`router.rs`, `transport.rs`, `producer.rs`,
-//! `consumer.rs`, `pipe.rs`), committing a confirmed change (`commit.rs`) and a router's dump (`dump.rs`).
+//! `consumer.rs`, `pipe.rs`), committing a confirmed change (`commit.rs`), a router's dump
+//! (`dump.rs`) and the quotas (`quota.rs`).
 
 mod commit;
 mod consumer;
@@ -20,11 +21,13 @@ mod pipe;
 mod placement;
 mod plan;
 mod producer;
+mod quota;
 mod router;
 mod steering;
 mod transport;
+pub(crate) use transport::check_comedia_source;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use shardcast_core::command::SocketId;
 use shardcast_core::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
@@ -36,6 +39,7 @@ pub use entry::{ConsumerEntry, ProducerEntry, RouterEntry, TransportEntry};
 pub use pipe::PipeEntry;
 pub use placement::Placement;
 pub use plan::{Change, Op, Plan};
+pub use quota::{Quotas, RouterCounts};
 
 /// The object model.
 #[derive(Debug, Clone)]
@@ -46,6 +50,14 @@ pub struct Model {
     next_id: u32,
     next_socket: u32,
     ssrc_state: u32,
+    quotas: Quotas,
+    /// Video producers (NACK stores), counted for their quota.
+    video_producers: usize,
+    /// Routers per core, counted (placement).
+    routers_on: Vec<usize>,
+    /// SSRCs in use by producers and consumers, with how many use each (a fresh consumer SSRC
+    /// avoids them in O(1)). Keyed by SSRCs callers choose: std's randomly keyed SipHash.
+    ssrcs: HashMap<Ssrc, u32>,
     pub routers: BTreeMap<RouterId, RouterEntry>,
     pub transports: BTreeMap<TransportId, TransportEntry>,
     pub producers: BTreeMap<ProducerId, ProducerEntry>,
@@ -64,6 +76,10 @@ impl Model {
             next_id: 1,
             next_socket: 1,
             ssrc_state: seed | 1,
+            quotas: Quotas::default(),
+            video_producers: 0,
+            routers_on: vec![0; cores.max(1)],
+            ssrcs: HashMap::new(),
             routers: BTreeMap::new(),
             transports: BTreeMap::new(),
             producers: BTreeMap::new(),
@@ -72,23 +88,35 @@ impl Model {
         }
     }
 
+    /// The same model with these quotas.
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.quotas = quotas;
+        self
+    }
+
     pub fn cores(&self) -> usize {
         self.cores
     }
 
-    /// A fresh object id (process-wide, shared by every kind, never reused).
-    pub(super) fn id(&mut self) -> u32 {
+    /// A fresh object id (process-wide, shared by every kind, never reused: once 2^32 - 2 have
+    /// been handed out, calls that create objects fail rather than reuse one).
+    pub(super) fn id(&mut self) -> Result<u32, ApiError> {
         let id = self.next_id;
-        self.next_id += 1;
-        id
+        self.next_id = id.checked_add(1).ok_or_else(|| {
+            ApiError::state("object ids are exhausted (2^32 - 2 created); restart the daemon")
+        })?;
+        Ok(id)
     }
 
     /// A fresh dedicated-socket id (never 0, the shared port; never reused, so a router can move
-    /// between cores with its sockets).
-    pub fn socket_id(&mut self) -> SocketId {
+    /// between cores with its sockets). The counter never wraps: it would reach 0, the shared
+    /// port's id, and a transport would take over the shared socket.
+    pub fn socket_id(&mut self) -> Result<SocketId, ApiError> {
         let id = SocketId(self.next_socket);
-        self.next_socket += 1;
-        id
+        self.next_socket = self.next_socket.checked_add(1).ok_or_else(|| {
+            ApiError::state("socket ids are exhausted (2^32 - 2 bound); restart the daemon")
+        })?;
+        Ok(id)
     }
 
     pub(super) fn new_ssrc(&mut self) -> Ssrc {
@@ -101,22 +129,15 @@ impl Model {
             x ^= x << 5;
             self.ssrc_state = x;
             let ssrc = Ssrc(x);
-            if x != 0
-                && !self.consumers.values().any(|c| c.ssrc == ssrc)
-                && !self.producers.values().any(|p| p.ssrc == ssrc)
-            {
+            if x != 0 && !self.ssrcs.contains_key(&ssrc) {
                 return ssrc;
             }
         }
     }
 
-    /// Router counts per core (the default placement load).
-    pub fn routers_per_core(&self) -> Vec<usize> {
-        let mut v = vec![0; self.cores];
-        for r in self.routers.values() {
-            v[r.core] += 1;
-        }
-        v
+    /// Router counts per core (the default placement load), kept by `commit`.
+    pub fn routers_per_core(&self) -> &[usize] {
+        &self.routers_on
     }
 
     pub(super) fn router(&self, id: RouterId) -> Result<&RouterEntry, ApiError> {

@@ -61,8 +61,10 @@ impl Model {
                 shardcast_core::shard::MAX_PIPES
             )));
         }
+        // A piped producer counts against the producer quotas of its router and the daemon.
+        self.admit_producer(router, p.kind)?;
         let from_core = self.router(p.router)?.core;
-        let id = ProducerId(self.id());
+        let id = ProducerId(self.id()?);
         let options = ProducerOptions {
             kind: p.kind,
             ssrc: p.ssrc,

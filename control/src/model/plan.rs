@@ -75,6 +75,11 @@ pub enum Change {
         id: ConsumerId,
         paused: bool,
     },
+    /// The consumer follows `producer` from now on.
+    ConsumerProducer {
+        id: ConsumerId,
+        producer: ProducerId,
+    },
 }
 
 /// What a valid request turns into: phases of per-core operations (each phase is confirmed by

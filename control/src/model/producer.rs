@@ -54,7 +54,8 @@ impl Model {
         }
         let router = t.router;
         let core = self.router(router)?.core;
-        let id = ProducerId(self.id());
+        self.admit_producer(router, kind)?;
+        let id = ProducerId(self.id()?);
         let mut ops = vec![(
             core,
             Op::Route(Command::CreateProducer {

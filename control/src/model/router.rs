@@ -9,6 +9,7 @@ use crate::request::Response;
 
 impl Model {
     pub fn create_router(&mut self, core: Option<usize>, stalled: &[bool]) -> Result<Plan, ApiError> {
+        self.admit_router()?;
         let core = match core {
             Some(c) if c >= self.cores => {
                 return Err(ApiError::argument(format!(
@@ -19,7 +20,7 @@ impl Model {
             Some(c) => c,
             None => self.place(stalled)?,
         };
-        let id = RouterId(self.id());
+        let id = RouterId(self.id()?);
         Ok(Plan::one(
             core,
             vec![(core, Op::Route(Command::CreateRouter { router: id }))],

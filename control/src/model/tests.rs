@@ -30,7 +30,7 @@ fn router(m: &mut Model) -> RouterId {
 }
 
 fn transport(m: &mut Model, r: RouterId, shared: bool) -> TransportId {
-    let socket = if shared { SocketId::SHARED } else { m.socket_id() };
+    let socket = if shared { SocketId::SHARED } else { m.socket_id().unwrap() };
     match run(m, |m| m.create_transport(r, socket, addr(1), false, None)) {
         Response::Transport { id, .. } => id,
         x => panic!("{x:?}"),
@@ -215,6 +215,77 @@ fn shared_port_flows_are_steered_on_every_other_core() {
 }
 
 #[test]
+fn the_object_past_a_quota_is_refused_naming_it_and_nothing_changes() {
+    let quotas = super::Quotas {
+        routers: 2,
+        transports: 3,
+        transports_per_router: 2,
+        producers: 3,
+        producers_per_router: 2,
+        video_producers: 1,
+        consumers: 3,
+        consumers_per_router: 2,
+    };
+    let mut m = Model::new(2, 7, Placement::LeastLoaded).with_quotas(quotas);
+    let hit = |r: Result<Plan, ApiError>| {
+        let e = r.unwrap_err();
+        assert_eq!(e.kind, ApiErrorKind::QuotaExceeded, "{e}");
+        let q = e.quota.expect("the quota is named");
+        (q.quota, q.limit)
+    };
+    let (r1, r2) = (router(&mut m), router(&mut m));
+    assert_eq!(hit(m.create_router(None, &[])), ("routers", 2));
+    let (t1, t2) = (transport(&mut m, r1, false), transport(&mut m, r1, false));
+    assert_eq!(hit(m.admit_transport(r1).map(|_| unreachable!())), ("transports_per_router", 2));
+    assert_eq!(hit(m.create_transport(r1, SocketId(99), addr(1), false, None)), ("transports_per_router", 2));
+    let t3 = transport(&mut m, r2, false);
+    assert_eq!(hit(m.create_transport(r2, SocketId(99), addr(1), false, None)), ("transports", 3));
+    // One video producer (a NACK store) in the daemon; audio ones are not counted against it.
+    let p1 = produce(&mut m, t1, 1);
+    assert_eq!(
+        hit(m.produce(t2, MediaKind::Video, Ssrc(2), PayloadType(96), None, false)),
+        ("video_producers", 1)
+    );
+    let audio =
+        |m: &mut Model, t, ssrc| m.produce(t, MediaKind::Audio, Ssrc(ssrc), PayloadType(96), None, false);
+    run(&mut m, |m| audio(m, t2, 2));
+    assert_eq!(hit(audio(&mut m, t2, 3)), ("producers_per_router", 2));
+    run(&mut m, |m| audio(m, t3, 3));
+    assert_eq!(hit(audio(&mut m, t3, 4)), ("producers", 3));
+    consume(&mut m, t2, p1);
+    consume(&mut m, t2, p1);
+    assert_eq!(hit(m.consume(t2, p1, false)), ("consumers_per_router", 2));
+    let before = (m.routers.clone(), m.transports.clone(), m.producers.clone(), m.consumers.clone());
+    let next_id = m.next_id;
+    // A refused call changes nothing, not even the id counter.
+    assert!(m.consume(t1, p1, false).is_err() && m.create_router(None, &[]).is_err());
+    assert_eq!((m.routers.clone(), m.transports.clone(), m.producers.clone(), m.consumers.clone()), before);
+    assert_eq!(m.next_id, next_id);
+    // Closing frees the quota again: the counts follow commits, cascades included.
+    run(&mut m, |m| m.close_producer(p1));
+    assert_eq!(m.routers[&r1].counts, super::RouterCounts { producers: 1, consumers: 0 });
+    produce(&mut m, t1, 5);
+    run(&mut m, |m| m.close_router(r1));
+    assert_eq!((m.video_producers, m.ssrcs.len(), m.routers_per_core().iter().sum::<usize>()), (0, 1, 1));
+    router(&mut m);
+}
+
+#[test]
+fn id_counters_fail_instead_of_wrapping_into_the_shared_socket() {
+    let mut m = Model::new(1, 7, Placement::LeastLoaded);
+    m.next_socket = u32::MAX - 1;
+    // The last id is handed out, then none: a wrap would give SocketId(0), the shared port.
+    assert_eq!(m.socket_id().unwrap(), SocketId(u32::MAX - 1));
+    let e = m.socket_id().unwrap_err();
+    assert_eq!(e.kind, ApiErrorKind::InvalidState);
+    assert!(e.message.contains("socket ids are exhausted"), "{e}");
+    assert!(m.socket_id().is_err(), "still exhausted, never SocketId::SHARED");
+    m.next_id = u32::MAX;
+    let e = m.create_router(None, &[]).unwrap_err();
+    assert!(e.message.contains("object ids are exhausted"), "{e}");
+}
+
+#[test]
 fn a_latched_shared_port_remote_is_steered_like_a_connect() {
     let mut m = Model::new(2, 1, Placement::LeastLoaded);
     let r = match run(&mut m, |m| m.create_router(Some(1), &[])) {
@@ -247,4 +318,45 @@ fn a_latched_shared_port_remote_is_steered_like_a_connect() {
     let prefix = "10.0.0.0/8".parse().ok();
     let bad = m.create_transport(r, SocketId::SHARED, addr(1), false, prefix).unwrap_err();
     assert_eq!(bad.kind, ApiErrorKind::InvalidArgument);
+}
+
+#[test]
+fn piped_producers_count_against_the_producer_quotas_and_closing_releases_them() {
+    let quotas =
+        super::Quotas { producers: 3, producers_per_router: 1, video_producers: 3, ..Default::default() };
+    let mut m = Model::new(2, 7, Placement::LeastLoaded).with_quotas(quotas);
+    let (r1, r2, r3) = (router(&mut m), router(&mut m), router(&mut m));
+    let t1 = transport(&mut m, r1, false);
+    let p = produce(&mut m, t1, 1);
+    let piped = match run(&mut m, |m| m.pipe_to_router(p, r2)) {
+        Response::Pipe { id, .. } => id,
+        x => panic!("{x:?}"),
+    };
+    assert_eq!(m.routers[&r2].counts.producers, 1);
+    assert_eq!((m.video_producers, m.producers.len()), (2, 2));
+    // The router of the piped producer is full; asking for the pipe again returns it.
+    let t2 = transport(&mut m, r2, false);
+    let e = m.produce(t2, MediaKind::Video, Ssrc(2), PayloadType(96), None, false).unwrap_err();
+    assert_eq!(e.quota.expect("named").quota, "producers_per_router");
+    assert!(matches!(run(&mut m, |m| m.pipe_to_router(p, r2)), Response::Pipe { id, .. } if id == piped));
+    run(&mut m, |m| m.pipe_to_router(p, r3));
+    // Three producers in the daemon: a piped producer is refused like any other.
+    let r4 = router(&mut m);
+    let t4 = transport(&mut m, r4, false);
+    let e = m.produce(t4, MediaKind::Audio, Ssrc(3), PayloadType(96), None, false).unwrap_err();
+    assert_eq!(e.quota.expect("named").quota, "producers");
+    let e = m.pipe_to_router(p, r4).unwrap_err();
+    assert_eq!(e.quota.expect("named").quota, "producers");
+    // Closing the source closes its piped producers and releases every count.
+    run(&mut m, |m| m.close_producer(p));
+    assert!(m.producers.is_empty() && m.pipes.is_empty());
+    assert_eq!(m.video_producers, 0);
+    assert!(m.routers.values().all(|r| r.counts.producers == 0));
+    assert!(m.ssrcs.is_empty());
+    // Closing a piped producer's router releases it too.
+    let p = produce(&mut m, t1, 1);
+    run(&mut m, |m| m.pipe_to_router(p, r2));
+    assert_eq!(m.routers[&r2].counts.producers, 1);
+    run(&mut m, |m| m.close_router(r2));
+    assert_eq!((m.video_producers, m.producers.len(), m.routers[&r1].counts.producers), (1, 1, 1));
 }

@@ -33,13 +33,10 @@ impl Model {
         comedia: bool,
         comedia_source: Option<IpPrefix>,
     ) -> Result<Plan, ApiError> {
-        if comedia_source.is_some() && !comedia {
-            return Err(ApiError::argument(
-                "comedia_source needs comedia: true (it restricts who may latch)",
-            ));
-        }
+        check_comedia_source(comedia, comedia_source)?;
         let core = self.router(router)?.core;
-        let id = TransportId(self.id());
+        self.admit_transport(router)?;
+        let id = TransportId(self.id()?);
         let entry = TransportEntry {
             router,
             socket,
@@ -123,4 +120,13 @@ impl Model {
         ops.extend(self.transport_cleanup(t, core));
         Ok(Plan::one(core, ops, Response::Done {}, Change::RemoveTransport(id)))
     }
+}
+
+/// `comedia_source` restricts who may latch, so it needs `comedia` (checked before a socket is
+/// bound, and again when the transport is planned).
+pub(crate) fn check_comedia_source(comedia: bool, comedia_source: Option<IpPrefix>) -> Result<(), ApiError> {
+    if comedia_source.is_some() && !comedia {
+        return Err(ApiError::argument("comedia_source needs comedia: true (it restricts who may latch)"));
+    }
+    Ok(())
 }

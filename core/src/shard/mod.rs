@@ -10,13 +10,16 @@
 //! Files: this one holds the shard, its commands, the handoff (take/insert) and the steering
 //! table; `output.rs` what goes in and out; `index.rs` the transport lookup maps; `rtp.rs` the
 //! RTP path; `rtcp/` the RTCP path, one file per packet kind (`rtcp/nack.rs` answers NACKs);
-//! `pipe.rs` pipes between routers (same core in the same pass, other cores through `PipeHop`s).
+//! `pipe.rs` pipes between routers (same core in the same pass, other cores through `PipeHop`s);
+//! `switch_tests.rs` tests a consumer's source switch end to end through both entry points.
 
 mod index;
 mod output;
 mod pipe;
 mod rtcp;
 mod rtp;
+#[cfg(test)]
+mod switch_tests;
 #[cfg(test)]
 mod tests;
 
@@ -293,6 +296,11 @@ impl Shard {
             Command::AddPipe { producer, target, .. } => router.add_pipe(*producer, *target),
             Command::RemovePipe { producer, target, .. } => Ok(router.remove_pipe(*producer, *target)),
             Command::RetargetPipes { moved, core, .. } => Ok(router.retarget_pipes(*moved, *core)),
+            // The consumer's SSRC stays on its transport: no index changes. The keyframe request
+            // leaves with the new producer's next packet (`rtp.rs`): a command has no output.
+            Command::SwitchConsumerProducer { consumer, producer, .. } => {
+                router.switch_consumer_producer(*consumer, *producer)
+            }
         }
     }
 
@@ -347,6 +355,10 @@ impl Shard {
     }
     pub fn routers(&self) -> impl Iterator<Item = (RouterId, &Router)> {
         self.routers.iter().map(|(k, v)| (*k, v))
+    }
+    /// How many routers this shard holds (O(1): published every loop pass).
+    pub fn router_count(&self) -> usize {
+        self.routers.len()
     }
     pub fn counters(&self) -> &Counters {
         &self.counters

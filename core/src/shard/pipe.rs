@@ -28,6 +28,7 @@ use crate::drop_reason::DropReason;
 use crate::ids::{ProducerId, RouterId, TransportId};
 use crate::producer::Producer;
 use crate::router::Router;
+use crate::rtcp::PliRepr;
 use crate::rtp::RtpPacket;
 use crate::shard::output::{Output, OutputSink, PayloadRef, OUTPUT_HEADER_MAX};
 use crate::shard::rtcp::KEYFRAME_REQUEST_INTERVAL_US;
@@ -246,7 +247,29 @@ impl Shard {
             self.counters.drop(DropReason::UnknownSsrc);
             return;
         };
-        deliver(&mut self.counters, p, consumers, transports, packet, index, now_us, out);
+        let routed = deliver(&mut self.counters, p, consumers, transports, packet, index, now_us, out);
+        // A consumer was switched to this piped producer: its keyframe request goes through the
+        // pipe to the source (whose own throttle applies there too), under this one's throttle.
+        let (Some(source), true) = (p.pipe_source, routed && p.keyframe_wanted) else { return };
+        if p.last_keyframe_request_us.is_some_and(|t| now_us.saturating_sub(t) < KEYFRAME_REQUEST_INTERVAL_US)
+        {
+            return;
+        }
+        p.keyframe_wanted = false;
+        p.last_keyframe_request_us = Some(now_us);
+        let mut header = [0u8; OUTPUT_HEADER_MAX];
+        let len = PliRepr { sender_ssrc: 0, media_ssrc: p.options.ssrc.0 }.emit(&mut header);
+        if self.routers.contains_key(&source.router) {
+            self.pipe_feedback(source.router, source.producer, &header[..len], now_us, out);
+        } else {
+            self.leave_pipe_hop(PipeHop {
+                core: source.core,
+                router: source.router,
+                producer: source.producer,
+                cargo: PipeCargo::Feedback { header, len: len as u8 },
+                carried_on: false,
+            });
+        }
     }
 
     /// A packet another core's source producer sent through its pipe to piped producer
@@ -517,6 +540,74 @@ mod tests {
         assert!(s.router(R2).unwrap().consumer(ConsumerId(300)).is_none());
         assert!(s.router(R2).unwrap().transport(TransportId(200)).is_some());
         assert!(s.counters().ingress_balanced(), "{:?}", s.counters());
+    }
+
+    /// Router 2's producer 60 (SSRC 2222) with consumer 301, switched to piped producer 50.
+    fn switched_to_piped(seq: u64, s: &mut Shard) {
+        let options = |ssrc| ProducerOptions {
+            kind: MediaKind::Video,
+            ssrc: Ssrc(ssrc),
+            payload_type: PayloadType(96),
+            clock_rate: 90000,
+            paused: false,
+        };
+        let consumer = ConsumerOptions {
+            producer: ProducerId(60),
+            ssrc: Ssrc(7301),
+            payload_type: PayloadType(96),
+            paused: false,
+        };
+        let create = vec![
+            Command::CreateProducer {
+                router: R2,
+                transport: TransportId(200),
+                producer: ProducerId(60),
+                options: options(2222),
+            },
+            Command::CreateConsumer {
+                router: R2,
+                transport: TransportId(200),
+                consumer: ConsumerId(301),
+                options: consumer,
+            },
+        ];
+        applied(s, seq, create);
+        let switch = Command::SwitchConsumerProducer { router: R2, consumer: ConsumerId(301), producer: P2 };
+        applied(s, seq + 1, vec![switch]);
+    }
+
+    #[test]
+    fn a_consumer_switched_to_a_piped_producer_asks_the_source_for_a_keyframe_through_the_pipe() {
+        // Same core: the PLI leaves to the source's sender in the same pass.
+        let mut s = setup(1);
+        let mut cmds = router2(0, false);
+        cmds.push(add_pipe(0));
+        applied(&mut s, 2, cmds);
+        switched_to_piped(3, &mut s);
+        let out = send(&mut s, 1, addr(5000), &rtp(1111, 1, 1000, 96, b"m"));
+        let plis: Vec<_> = out.iter().filter(|o| o.payload == PayloadRef::None).collect();
+        assert_eq!(plis.len(), 1, "{out:?}");
+        assert_eq!((plis[0].socket, plis[0].dest), (SocketId(1), addr(5000)));
+        assert_eq!(crate::rtcp::Pli::new_checked(plis[0].header()).unwrap().media_ssrc(), 1111);
+        assert_eq!(out.len() - plis.len(), 3, "R1's consumer and R2's two");
+        // Asked once: the next packet carries no request.
+        let out = send(&mut s, 1, addr(5000), &rtp(1111, 2, 1000, 96, b"m"));
+        assert!(out.iter().all(|o| o.payload != PayloadRef::None));
+        assert!(s.counters().ingress_balanced(), "{:?}", s.counters());
+
+        // Another core: the piped producer's core leaves the PLI as feedback for the source's.
+        let mut s = Shard::new();
+        applied(&mut s, 1, router2(1, false));
+        switched_to_piped(2, &mut s);
+        let mut out = heapless::Vec::<Output, 64>::new();
+        let media = rtp(1111, 1, 1000, 96, b"m");
+        s.forward_piped(0, R2, P2, &media, 0, &mut out);
+        let hop = s.pop_pipe_hop().expect("the keyframe request, for the source");
+        assert_eq!((hop.core, hop.router, hop.producer), (1, R, P));
+        let PipeCargo::Feedback { header, len } = hop.cargo else { panic!("{hop:?}") };
+        let pli = crate::rtcp::Pli::new_checked(&header[..usize::from(len)]).unwrap();
+        assert_eq!(pli.media_ssrc(), 1111);
+        assert!(s.pop_pipe_hop().is_none());
     }
 
     #[test]

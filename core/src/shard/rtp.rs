@@ -1,6 +1,7 @@
 //! The RTP path: find the transport and producer of a datagram (on the shared port by address,
 //! then by (address, SSRC) when several transports share it), validate it, latch a comedia
-//! transport (trust on first use), check its sequence number, keep a video packet for NACKs, and write one [`Output`] per consumer — the consumer's header (see
+//! transport (trust on first use), check its sequence number, keep a video packet for NACKs,
+//! send the keyframe request a source switch left on the producer, and write one [`Output`] per consumer — the consumer's header (see
 //! [`write_header`], also used by retransmissions) plus a reference to the payload in place.
 
 use std::collections::HashMap;
@@ -17,6 +18,7 @@ use crate::rtp_stream::SeqCheck;
 use crate::shard::index::TransportKey;
 use crate::shard::output::{Datagram, Output, OutputSink, PayloadRef, OUTPUT_HEADER_MAX};
 use crate::shard::pipe::pipe_targets;
+use crate::shard::rtcp::request_wanted_keyframe;
 use crate::shard::{Shard, Verdict};
 use crate::transport::{Remote, Transport};
 
@@ -69,7 +71,7 @@ impl Shard {
                     .unwrap_or_else(|r| self.drop(r));
             }
             if let Some(&(_, core)) = self.steering.get(&SteerKey::Ssrc(ssrc)) {
-                self.counters.hopped_out += 1;
+                // Counted by the caller once carried (`Shard::count_hopped_out`), like every hop.
                 return Some(Verdict::Hop { core });
             }
         }
@@ -206,6 +208,13 @@ pub(super) fn deliver(
         return false;
     }
     counters.routed += 1;
+    if producer.keyframe_wanted {
+        // A consumer was switched to this producer: its PLI leaves with this packet (a piped
+        // producer's goes through its pipe to the source: `Shard::deliver_piped`).
+        if let Some(upstream) = transports.get(&producer.transport).and_then(|t| t.egress()) {
+            request_wanted_keyframe(producer, upstream, now_us, counters, out);
+        }
+    }
     let clock_rate = producer.options.clock_rate;
     let seq = packet.sequence_number();
     let ts = packet.timestamp();

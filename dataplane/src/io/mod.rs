@@ -20,6 +20,7 @@ pub use epoll::Epoll;
 pub use mmsg::{RecvBatch, SendBatch, SendResult, SendScope};
 pub use reuseport_bpf::{KernelKey, ReuseportSteering};
 pub use sockopt::set_buffer_forced;
+pub use thread::raise_nofile;
 pub use thread::{
     allowed_cpus, current_thread_policy, memlock_limit, nofile_limit, pin_current_thread, poll_readable,
     raise_memlock, set_current_thread_policy, stop_on_signals, SchedPolicy,

@@ -125,6 +125,29 @@ pub fn raise_memlock(bytes: u64) -> io::Result<u64> {
     Ok(bytes)
 }
 
+/// Raises RLIMIT_NOFILE's soft limit to its hard limit (the most an unprivileged process may
+/// take; `u64::MAX` hard limits are capped at the kernel's `fs.nr_open`, which setrlimit
+/// enforces). Returns the soft limit before and after. API connections and media sockets share
+/// this one descriptor table, so the daemon raises it at start and sizes its connection cap by it.
+pub fn raise_nofile() -> io::Result<(u64, u64)> {
+    let (cur, max) = nofile_limit()?;
+    let target = if max == libc::RLIM_INFINITY { nr_open().unwrap_or(cur).max(cur) } else { max };
+    if cur >= target {
+        return Ok((cur, cur));
+    }
+    let lim = libc::rlimit { rlim_cur: target, rlim_max: max };
+    // SAFETY: `lim` is a valid rlimit the kernel only reads.
+    if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((cur, target))
+}
+
+/// The kernel's per-process ceiling on descriptors (`/proc/sys/fs/nr_open`).
+fn nr_open() -> Option<u64> {
+    std::fs::read_to_string("/proc/sys/fs/nr_open").ok()?.trim().parse().ok()
+}
+
 /// Waits until some of `fds` is readable or `timeout` passes; returns the readable indexes'
 /// count and marks them in `ready` (same length as `fds`).
 pub fn poll_readable(
@@ -176,6 +199,15 @@ mod tests {
         })
         .join()
         .unwrap();
+    }
+
+    #[test]
+    fn nofile_is_raised_to_the_hard_limit() {
+        let (before, after) = raise_nofile().unwrap();
+        let (cur, max) = nofile_limit().unwrap();
+        assert!(after >= before && cur == after && cur <= max, "{before} {after} {cur} {max}");
+        // Idempotent: a second call finds the limit already raised.
+        assert_eq!(raise_nofile().unwrap(), (after, after));
     }
 
     #[test]

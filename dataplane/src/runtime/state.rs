@@ -156,7 +156,7 @@ impl CoreState {
         s.wakeups.store(rp.wakeups, r);
         s.events_dropped.store(rp.events_dropped + self.shard.events_dropped(), r);
         s.socket_errors.store(rp.socket_errors, r);
-        s.routers.store(self.shard.routers().count() as u64, r);
+        s.routers.store(self.shard.router_count() as u64, r);
         s.handoffs_in.store(self.handoff.handoffs_in, r);
         s.freeze_ns_total.store(self.handoff.freeze_ns_total, r);
         s.freeze_ns_max.store(self.handoff.freeze_ns_max, r);

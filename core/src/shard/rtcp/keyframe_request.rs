@@ -1,8 +1,17 @@
 //! Keyframe requests from a consumer — PLI (RFC 4585 §6.3.1) and FIR (RFC 5104 §4.3.1) — go to
 //! the producer, addressed with the producer's SSRC, at most once per producer per
 //! [`KEYFRAME_REQUEST_INTERVAL_US`] (many receivers asking at once need one keyframe).
+//!
+//! A consumer switched to another producer wants a keyframe of it too; the command that switched
+//! it has no output, so the producer is marked (`Producer::keyframe_wanted`) and
+//! [`request_wanted_keyframe`] sends the PLI from the RTP path at its next forwarded packet,
+//! under the same throttle.
 
-use crate::drop_reason::DropReason;
+use std::net::SocketAddr;
+
+use crate::command::SocketId;
+use crate::drop_reason::{Counters, DropReason};
+use crate::producer::Producer;
 use crate::rtcp::{Fir, FirRepr, Pli, PliRepr};
 use crate::shard::output::{OutputSink, OUTPUT_HEADER_MAX};
 use crate::shard::rtcp::{feedback_target, FeedbackTarget, RtcpContext};
@@ -38,10 +47,7 @@ impl<O: OutputSink> RtcpContext<'_, O> {
         else {
             return false;
         };
-        if producer
-            .last_keyframe_request_us
-            .is_some_and(|t| now_us.saturating_sub(t) < KEYFRAME_REQUEST_INTERVAL_US)
-        {
+        if throttled(producer, now_us) {
             self.counters.drop(DropReason::KeyframeRequestThrottled);
             return true;
         }
@@ -62,5 +68,33 @@ impl<O: OutputSink> RtcpContext<'_, O> {
         };
         Self::upstream(self.counters, self.out, &mut self.to_pipes, upstream, header, len);
         true
+    }
+}
+
+/// True while a keyframe request went to `producer` less than the interval before `now_us`.
+fn throttled(producer: &Producer, now_us: u64) -> bool {
+    producer.last_keyframe_request_us.is_some_and(|t| now_us.saturating_sub(t) < KEYFRAME_REQUEST_INTERVAL_US)
+}
+
+/// Sends the keyframe request a source switch left on `producer` (`keyframe_wanted`): a PLI to
+/// `upstream`, its transport's (socket, remote), about its SSRC. Sender SSRC 0: the request is
+/// the SFU's own, on behalf of no one receiver. While a request went upstream less than
+/// [`KEYFRAME_REQUEST_INTERVAL_US`] ago, or when the sink is full (counted), it stays wanted and
+/// a later packet sends it: at most one interval late, never twice within one.
+pub(in crate::shard) fn request_wanted_keyframe(
+    producer: &mut Producer,
+    upstream: (SocketId, SocketAddr),
+    now_us: u64,
+    counters: &mut Counters,
+    out: &mut impl OutputSink,
+) {
+    if throttled(producer, now_us) {
+        return;
+    }
+    let mut header = [0u8; OUTPUT_HEADER_MAX];
+    let len = PliRepr { sender_ssrc: 0, media_ssrc: producer.options.ssrc.0 }.emit(&mut header);
+    if super::emit_output(counters, out, upstream, header, len) {
+        producer.keyframe_wanted = false;
+        producer.last_keyframe_request_us = Some(now_us);
     }
 }

@@ -3,7 +3,8 @@
 //! - a producer's sender report is rewritten per consumer ([`sender_report`]);
 //! - a consumer's receiver report is terminated here, never forwarded blindly
 //!   ([`receiver_report`]);
-//! - a consumer's PLI/FIR goes to the producer, throttled ([`keyframe_request`]);
+//! - a consumer's PLI/FIR goes to the producer, throttled ([`keyframe_request`]), as does the
+//!   PLI a consumer switched to another producer wants of it (sent from the RTP path);
 //! - a consumer's NACK is answered from the producer's store, and what the store no longer holds
 //!   is asked of the producer in its own numbering ([`nack`]).
 //!
@@ -21,6 +22,7 @@ mod nack;
 mod receiver_report;
 pub(super) mod sender_report;
 
+pub(super) use keyframe_request::request_wanted_keyframe;
 pub use keyframe_request::KEYFRAME_REQUEST_INTERVAL_US;
 
 use std::net::SocketAddr;
@@ -141,14 +143,7 @@ impl<O: OutputSink> RtcpContext<'_, O> {
         header: [u8; OUTPUT_HEADER_MAX],
         len: usize,
     ) -> bool {
-        let output = Output { socket, dest, header, header_len: len as u8, payload: PayloadRef::None };
-        let pushed = out.push(output);
-        if pushed {
-            counters.outputs += 1;
-        } else {
-            counters.drop(DropReason::OutputFull);
-        }
-        pushed
+        emit_output(counters, out, (socket, dest), header, len)
     }
 
     /// Sends feedback to a producer: to its sender, or (a piped producer's) into `to_pipes` for
@@ -172,6 +167,25 @@ impl<O: OutputSink> RtcpContext<'_, O> {
             }
         }
     }
+}
+
+/// Sends one generated RTCP packet (`header[..len]`, no payload) to `(socket, dest)`; `false`
+/// when the sink was full (counted).
+fn emit_output(
+    counters: &mut Counters,
+    out: &mut impl OutputSink,
+    (socket, dest): (SocketId, SocketAddr),
+    header: [u8; OUTPUT_HEADER_MAX],
+    len: usize,
+) -> bool {
+    let output = Output { socket, dest, header, header_len: len as u8, payload: PayloadRef::None };
+    let pushed = out.push(output);
+    if pushed {
+        counters.outputs += 1;
+    } else {
+        counters.drop(DropReason::OutputFull);
+    }
+    pushed
 }
 
 impl Shard {

@@ -1,7 +1,8 @@
 //! How a NACK (RFC 4585 §6.2.1) from a consumer is answered.
 //!
 //! Each lost sequence number is one the consumer saw, in the consumer's numbering; it is mapped
-//! back to the producer's (`RtpRewriter::output_to_input`). What the producer's store still holds
+//! back to the producer's (`RtpRewriter::output_to_input`; a number it did not send from the
+//! producer it follows now — before a source switch — is not answered). What the producer's store still holds
 //! is retransmitted at once to the consumer, renumbered as the consumer first received it (the
 //! header from [`write_header`], the payload referenced in the store, [`PayloadRef::Stored`]).
 //! The rest is asked of the producer, in the producer's numbering, in one NACK of at most four
@@ -101,7 +102,12 @@ impl<O: OutputSink> RtcpContext<'_, O> {
         );
         let mut pairs = UpstreamPairs::new();
         for seq in nack.lost_sequence_numbers() {
-            let input = consumer.rewriter.output_to_input(SeqNo(seq));
+            let Some(input) = consumer.rewriter.output_to_input(SeqNo(seq)) else {
+                // Never sent, or sent from the producer it followed before a source switch:
+                // neither its store nor its numbering is this producer's.
+                self.counters.drop(DropReason::RetransmissionMissing);
+                continue;
+            };
             let stored = producer.store.0.as_ref().and_then(|s| s.get(input));
             match (stored, downstream) {
                 (Some(p), Some((socket, dest))) if p.len() >= FIXED_HEADER_LEN => {

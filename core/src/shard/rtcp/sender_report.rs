@@ -1,6 +1,7 @@
 //! A producer's sender report (RFC 3550 §6.4.1), rewritten for each of its consumers: the
 //! consumer's SSRC, the producer's RTP timestamp moved by the consumer's timestamp offset, and the
-//! consumer's own packet and octet counts. The NTP time is the producer's.
+//! consumer's own packet and octet counts. The NTP time is the producer's. A consumer switched to
+//! the producer gets its SRs once the producer's first packet to it re-based its timestamps.
 //!
 //! One SR in makes one copy per consumer, so a producer's SRs are fanned out at most once per
 //! [`RtcpLimits::sender_report_interval_us`](super::RtcpLimits) (senders report every second or
@@ -68,7 +69,9 @@ pub(in crate::shard) fn fan_out<O: OutputSink>(
     let Some(producer) = producers.get(&pid) else { return };
     for cid in &producer.consumers {
         let Some(c) = consumers.get_mut(cid) else { continue };
-        if c.paused || c.producer_paused {
+        // Switched to this producer and no packet of it re-based its timeline yet: the
+        // offset would map this producer's clock with the previous one's.
+        if c.paused || c.producer_paused || c.rewriter.timeline_pending() {
             continue;
         }
         let Some(egress) = transports.get(&c.transport).and_then(|t| t.egress()) else {

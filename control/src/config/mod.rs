@@ -8,12 +8,16 @@ use serde::{Deserialize, Serialize};
 use shardcast_core::shard::RtcpLimits;
 use shardcast_dataplane::io::SchedPolicy;
 
-use crate::model::Placement;
-use crate::pinning::{self, Finding, Pinning, Severity};
-use crate::tune::host::{cap, HostFacts};
+use crate::model::{Placement, Quotas};
+use crate::pinning::{self, Pinning};
+use crate::tune::host::HostFacts;
+
+mod check;
+mod reload;
+pub use reload::RELOADABLE;
 
 /// The embedded default: runs on a fresh machine.
-pub const DEFAULT_TOML: &str = include_str!("../../tuning/default.toml");
+pub const DEFAULT_TOML: &str = include_str!("../../../tuning/default.toml");
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -35,6 +39,8 @@ pub struct Config {
     pub seed: u32,
     /// Enables test hooks (`StallCore`); never in production.
     pub allow_test_hooks: bool,
+    /// How many objects the daemon and each router may hold (`model::Quotas`).
+    pub quotas: Quotas,
 }
 
 /// The log line format.
@@ -161,6 +167,11 @@ pub struct MediaConfig {
     pub kernel_steering: bool,
     /// The network interface media arrives on (`eth0`), for NUMA placement and `shardcast tune`.
     pub nic: Option<String>,
+    /// Addresses API callers may give as a transport's `listen_ip`. Empty (the default): the
+    /// shared port's IP (`listen`) and loopback. Explicit transport ports must lie in
+    /// `port_range`; nothing binds below 1024.
+    #[serde(default)]
+    pub allowed_listen_ips: Vec<IpAddr>,
 }
 
 impl Default for MediaConfig {
@@ -173,6 +184,7 @@ impl Default for MediaConfig {
             require_buffers: false,
             kernel_steering: true,
             nic: None,
+            allowed_listen_ips: Vec::new(),
         }
     }
 }
@@ -192,6 +204,34 @@ pub struct ApiConfig {
     pub event_buffer: usize,
     /// API calls queued for the control thread before callers get "busy".
     pub queue: usize,
+    /// A request's head must arrive within this, counted from when the connection waits for it
+    /// (accepted, or the previous response sent): a slow or silent connection is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// A request (its body and the call) must be answered within this, else 408.
+    #[serde(default = "default_request_timeout")]
+    pub request_timeout_ms: u64,
+    /// Open API connections at most; more wait in the kernel's accept queue.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// File descriptors kept for media sockets: `max_connections` is lowered at start so that
+    /// RLIMIT_NOFILE minus the connections leaves at least this many.
+    #[serde(default = "default_media_fd_reserve")]
+    pub media_fd_reserve: usize,
+}
+
+fn default_header_timeout() -> u64 {
+    5_000
+}
+fn default_request_timeout() -> u64 {
+    10_000
+}
+fn default_max_connections() -> usize {
+    4_096
+}
+fn default_media_fd_reserve() -> usize {
+    // The default transports quota (one socket each) plus the cores' own descriptors.
+    Quotas::default().transports + 384
 }
 
 impl Default for ApiConfig {
@@ -204,6 +244,10 @@ impl Default for ApiConfig {
             max_body_bytes: 65536,
             event_buffer: 1024,
             queue: 1024,
+            header_timeout_ms: default_header_timeout(),
+            request_timeout_ms: default_request_timeout(),
+            max_connections: default_max_connections(),
+            media_fd_reserve: default_media_fd_reserve(),
         }
     }
 }
@@ -286,12 +330,10 @@ impl Default for Config {
             placement: Placement::LeastLoaded,
             seed: 24301,
             allow_test_hooks: false,
+            quotas: Quotas::default(),
         }
     }
 }
-
-/// The fields a SIGHUP reload may change while running; any other change needs a restart.
-pub const RELOADABLE: &[&str] = &["log_level", "rebalancer"];
 
 impl Config {
     /// Parses a TOML config (every field optional) without checking it against the host.
@@ -312,119 +354,6 @@ impl Config {
         Config::from_toml(&text).map_err(|e| format!("{}: {e}", path.display()))
     }
 
-    /// Checks the config against this host: `Err` lists every error (field, problem, fix).
-    pub fn validate(&self) -> Result<(), String> {
-        self.validate_on(&HostFacts::current())
-    }
-
-    /// Checks the config against `host`.
-    pub fn validate_on(&self, host: &HostFacts) -> Result<(), String> {
-        let errors: Vec<String> = self
-            .check(host)
-            .into_iter()
-            .filter(|f| f.severity == Severity::Error)
-            .map(|f| f.to_string())
-            .collect();
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors.join("\n"))
-        }
-    }
-
-    /// Everything wrong (errors) or unwise (warnings) with this config on `host`.
-    pub fn check(&self, host: &HostFacts) -> Vec<Finding> {
-        let (_, mut out) = pinning::resolve(&self.cores, self.media.nic.as_deref(), host);
-        let (lo, hi) = self.media.port_range;
-        if lo > hi || (lo == 0) != (hi == 0) {
-            out.push(Finding::error(
-                "media.port_range",
-                format!("({lo}, {hi}) is not a range"),
-                "write [low, high] with low <= high, or [0, 0] for ephemeral ports",
-            ));
-        }
-        for (field, v) in [
-            ("api.core_deadline_ms", self.api.core_deadline_ms),
-            ("api.request_deadline_ms", self.api.request_deadline_ms),
-        ] {
-            if v == 0 {
-                out.push(Finding::error(
-                    field,
-                    "api deadlines must be positive",
-                    "set it to a number of milliseconds > 0",
-                ));
-            }
-        }
-        for (field, v) in [
-            ("ring_capacity", self.ring_capacity),
-            ("api.queue", self.api.queue),
-            ("api.event_buffer", self.api.event_buffer),
-        ] {
-            if v == 0 {
-                out.push(Finding::error(
-                    field,
-                    "must be positive",
-                    "set it to 1 or more (the default is in tuning/default.toml)",
-                ));
-            }
-        }
-        if !(0.0..=1.0).contains(&self.rtcp.retransmission_share) {
-            out.push(Finding::error(
-                "rtcp.retransmission_share",
-                "is a fraction of a consumer's media bytes",
-                "use a value in 0..=1 (above 1, NACKs could draw more than the stream itself)",
-            ));
-        }
-        if !(0.0..=1.0).contains(&self.rebalancer.threshold) {
-            out.push(Finding::error(
-                "rebalancer.threshold",
-                "is a fraction of one core",
-                "use a value in 0..=1",
-            ));
-        }
-        if let Err(e) = tracing_subscriber::EnvFilter::try_new(&self.log_level) {
-            out.push(Finding::error(
-                "log_level",
-                format!("{:?}: {e}", self.log_level),
-                "use error, warn, info, debug or trace",
-            ));
-        }
-        for (field, policy) in [
-            ("cores.data_plane_policy", self.cores.data_plane_policy),
-            ("cores.control_policy", self.cores.control_policy),
-        ] {
-            if let Policy::Fifo(p) = policy {
-                if !(1..=99).contains(&p) {
-                    out.push(Finding::error(
-                        field,
-                        format!("SCHED_FIFO priority {p} is outside 1..=99"),
-                        "use { fifo = 1 } .. { fifo = 99 }; 10-50 leaves room for the kernel's own threads",
-                    ));
-                } else if !host.has_cap(cap::SYS_NICE) {
-                    out.push(Finding::warning(field, "SCHED_FIFO needs CAP_SYS_NICE, which this process lacks (unless RLIMIT_RTPRIO allows it, the cores will not start)", "AmbientCapabilities=CAP_SYS_NICE in the unit, or use \"other\""));
-                }
-            }
-        }
-        let forced = host.has_cap(cap::NET_ADMIN);
-        for (field, want, sysctl) in [
-            ("media.recv_buffer", self.media.recv_buffer, "net.core.rmem_max"),
-            ("media.send_buffer", self.media.send_buffer, "net.core.wmem_max"),
-        ] {
-            if let Some(max) = host.sysctl_u64(sysctl) {
-                if want as u64 > max && !forced {
-                    let problem = format!("{want} bytes is above {sysctl} = {max}, and without CAP_NET_ADMIN (SO_RCVBUFFORCE/SO_SNDBUFFORCE) the kernel clamps it to {max}");
-                    let fix = format!("sysctl -w {sysctl}={want} (shardcast tune --apply), or grant CAP_NET_ADMIN, or lower {field}");
-                    out.push(if self.media.require_buffers {
-                        Finding::error(field, problem, fix)
-                    } else {
-                        Finding::warning(field, problem, fix)
-                    });
-                }
-            }
-        }
-        out
-    }
-
     /// Where each thread runs on `host`.
     pub fn pinning(&self, host: &HostFacts) -> Pinning {
         pinning::resolve(&self.cores, self.media.nic.as_deref(), host).0
@@ -443,32 +372,6 @@ impl Config {
     /// The data-plane threads' scheduling policy.
     pub fn data_plane_policy(&self) -> SchedPolicy {
         self.cores.data_plane_policy.into()
-    }
-
-    /// What a reload from `self` to `new` may apply: `Err` names the fields that need a restart.
-    pub fn reload_to(&self, new: &Config) -> Result<Vec<&'static str>, String> {
-        let mut same = new.clone();
-        same.log_level.clone_from(&self.log_level);
-        same.rebalancer = self.rebalancer.clone();
-        if same != *self {
-            let a = toml::Value::try_from(self).map_err(|e| e.to_string())?;
-            let b = toml::Value::try_from(&same).map_err(|e| e.to_string())?;
-            let mut fields = Vec::new();
-            diff_fields("", &a, &b, &mut fields);
-            return Err(format!(
-                "{} changed: these need a restart (only {} reload); the running config is kept",
-                fields.join(", "),
-                RELOADABLE.join(" and ")
-            ));
-        }
-        let mut changed = Vec::new();
-        if new.log_level != self.log_level {
-            changed.push("log_level");
-        }
-        if new.rebalancer != self.rebalancer {
-            changed.push("rebalancer");
-        }
-        Ok(changed)
     }
 
     pub fn core_deadline(&self) -> Duration {
@@ -492,24 +395,6 @@ impl Config {
         c.rebalancer.enabled = false;
         c.allow_test_hooks = true;
         c
-    }
-}
-
-/// The dotted names of the leaves where `a` and `b` differ.
-fn diff_fields(prefix: &str, a: &toml::Value, b: &toml::Value, out: &mut Vec<String>) {
-    match (a, b) {
-        (toml::Value::Table(x), toml::Value::Table(y)) => {
-            let keys: std::collections::BTreeSet<&String> = x.keys().chain(y.keys()).collect();
-            for k in keys {
-                let name = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
-                match (x.get(k), y.get(k)) {
-                    (Some(p), Some(q)) => diff_fields(&name, p, q, out),
-                    _ => out.push(name),
-                }
-            }
-        }
-        _ if a != b => out.push(prefix.to_string()),
-        _ => {}
     }
 }
 
