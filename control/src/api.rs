@@ -276,6 +276,15 @@ impl Shardcast {
     pub fn close_consumer(&self, consumer: ConsumerId) -> Result<(), ApiError> {
         self.call(Request::CloseConsumer { consumer }).map(|_| ())
     }
+    /// Pipes `producer` to `router` (another router of this process) and returns the piped
+    /// producer, consumable in `router` like a local one, once it is live there; the pipe that
+    /// already joins the pair if there is one. Close the pipe by closing the piped producer.
+    pub fn pipe_to_router(&self, producer: ProducerId, router: RouterId) -> Result<ProducerId, ApiError> {
+        match self.call(Request::PipeToRouter { producer, router })? {
+            Response::Pipe { id, .. } => Ok(id),
+            other => Err(unexpected(other)),
+        }
+    }
     pub fn close_producer(&self, producer: ProducerId) -> Result<(), ApiError> {
         self.call(Request::CloseProducer { producer }).map(|_| ())
     }

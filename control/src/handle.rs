@@ -213,9 +213,19 @@ impl Producer {
         self.sc.call(Request::ResumeProducer { producer: self.id }).map(|_| ())
     }
 
-    /// Closes the producer and its consumers.
+    /// Closes the producer and its consumers (and the producers piped from it; closing a piped
+    /// producer closes its pipe).
     pub fn close(self) -> Result<(), ApiError> {
         self.sc.call(Request::CloseProducer { producer: self.id }).map(|_| ())
+    }
+
+    /// Pipes this producer into `router` (mediasoup's `pipeToRouter`): returns the piped
+    /// producer there — the existing one if the pair is already piped — once it is live.
+    pub fn pipe_to_router(&self, router: &Router) -> Result<Producer, ApiError> {
+        match self.sc.call(Request::PipeToRouter { producer: self.id, router: router.id })? {
+            Response::Pipe { id, .. } => Ok(Producer { sc: self.sc.clone(), id }),
+            other => Err(unexpected(other)),
+        }
     }
 }
 

@@ -58,6 +58,12 @@ pub enum Request {
     ResumeProducer {
         producer: ProducerId,
     },
+    /// Pipes `producer` to `router` (another router of this process); returns the pipe that
+    /// already does, if any.
+    PipeToRouter {
+        producer: ProducerId,
+        router: RouterId,
+    },
     Consume {
         transport: TransportId,
         producer: ProducerId,
@@ -109,6 +115,12 @@ pub enum Response {
     },
     Producer {
         id: ProducerId,
+    },
+    /// `PipeToRouter`: the piped producer `id`, in `router`, carrying `source`.
+    Pipe {
+        id: ProducerId,
+        router: RouterId,
+        source: ProducerId,
     },
     Consumer {
         id: ConsumerId,

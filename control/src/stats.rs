@@ -56,6 +56,9 @@ pub struct CoreStatsDocument {
     pub outputs: u64,
     pub hopped_out: u64,
     pub hopped_in: u64,
+    /// Copies handed to a pipe, and copies piped producers here took from their pipes.
+    pub piped_out: u64,
+    pub piped_in: u64,
     /// Drops by reason name (`DropReason::as_str`), every reason present.
     pub drops: BTreeMap<&'static str, u64>,
     pub batches_applied: u64,
@@ -98,6 +101,8 @@ impl StatsDocument {
                     outputs: n.outputs,
                     hopped_out: n.hopped_out,
                     hopped_in: n.hopped_in,
+                    piped_out: n.piped_out,
+                    piped_in: n.piped_in,
                     drops: DropReason::ALL.iter().map(|r| (r.as_str(), n.drops_of(*r))).collect(),
                     batches_applied: s.batches_applied,
                     apply_ns_max: s.apply_ns_max,

@@ -221,6 +221,43 @@ pub enum Command {
         key: SteerKey,
         core: Option<u16>,
     },
+    /// A piped producer of `router`: its packets come from the pipe out of `source`, not from
+    /// a transport (`shard/pipe.rs`). Same options as its source (SSRC, payload type, paused).
+    CreatePipedProducer {
+        router: RouterId,
+        producer: ProducerId,
+        options: ProducerOptions,
+        source: PipeEnd,
+    },
+    /// Pipes `producer` of `router` to the piped producer `target`: each packet it routes is
+    /// also delivered to `target` (in the same pass on the same core, through the hop ring to
+    /// another).
+    AddPipe {
+        router: RouterId,
+        producer: ProducerId,
+        target: PipeEnd,
+    },
+    /// Stops piping `producer` of `router` to the piped producer `target`.
+    RemovePipe {
+        router: RouterId,
+        producer: ProducerId,
+        target: ProducerId,
+    },
+    /// Router `moved` (the other end of pipes of `router`'s producers) is now on core `core`:
+    /// pipes of `router` to or from it reach it there (sent in a move's second phase).
+    RetargetPipes {
+        router: RouterId,
+        moved: RouterId,
+        core: u16,
+    },
+}
+
+/// One end of a pipe: producer `producer` of router `router`, owned by core `core`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PipeEnd {
+    pub router: RouterId,
+    pub producer: ProducerId,
+    pub core: u16,
 }
 
 /// What identifies a shared-port flow before its transport is known on this core.
@@ -250,7 +287,11 @@ impl Command {
             | Command::PauseConsumer { router, .. }
             | Command::ResumeConsumer { router, .. }
             | Command::SwitchConsumerProducer { router, .. }
-            | Command::SetSteering { router, .. } => *router,
+            | Command::SetSteering { router, .. }
+            | Command::CreatePipedProducer { router, .. }
+            | Command::AddPipe { router, .. }
+            | Command::RemovePipe { router, .. }
+            | Command::RetargetPipes { router, .. } => *router,
         }
     }
 }

@@ -3,9 +3,10 @@
 //! Per-packet errors are a `Copy` enum mapped to counters, never a `String`. Two conservation
 //! equations hold on every core, field for field as [`Counters`] computes them:
 //!
-//! - [`Counters::ingress_balanced`]: `packets_in = routed + rtcp_terminated + hopped_out +
-//!   Σ ingress drops` (the reasons [`DropReason::is_egress`] says are not egress): each datagram
-//!   received was routed, terminated (RTCP), carried to its owner core, or dropped whole.
+//! - [`Counters::ingress_balanced`]: `packets_in + piped_in = routed + rtcp_terminated +
+//!   hopped_out + Σ ingress drops` (the reasons [`DropReason::is_egress`] says are not egress):
+//!   each datagram received (and each packet a piped producer took from its pipe) was routed,
+//!   terminated (RTCP), carried to its owner core, or dropped whole.
 //! - [`Counters::egress_balanced`]: `outputs = packets_out + send_error + send_would_block +
 //!   retransmission_evicted` ([`Counters::egress_drops_after_output`]): each output produced was
 //!   handed to the kernel or lost after it was produced. The other egress reasons (paused or
@@ -85,11 +86,14 @@ pub enum DropReason {
     /// A datagram larger than the receive slot (the kernel cut it: `MSG_TRUNC`): never forwarded
     /// cut.
     Truncated,
+    /// A packet for a piped producer on another core not carried: the hop ring to that core
+    /// was full (leaky: the sender never waits). One copy, counted on the sending core.
+    PipeRingFull,
 }
 
 impl DropReason {
     /// Every reason, in counter order.
-    pub const ALL: [DropReason; 28] = [
+    pub const ALL: [DropReason; 29] = [
         DropReason::NotRtp,
         DropReason::Malformed,
         DropReason::UnknownTransport,
@@ -118,6 +122,7 @@ impl DropReason {
         DropReason::ComediaSourceRefused,
         DropReason::SequenceOutlier,
         DropReason::Truncated,
+        DropReason::PipeRingFull,
     ];
 
     /// Number of reasons.
@@ -154,6 +159,7 @@ impl DropReason {
             DropReason::ComediaSourceRefused => "comedia_source_refused",
             DropReason::SequenceOutlier => "sequence_outlier",
             DropReason::Truncated => "truncated",
+            DropReason::PipeRingFull => "pipe_ring_full",
         }
     }
 
@@ -188,7 +194,8 @@ impl DropReason {
             | DropReason::RetransmissionOverBudget
             | DropReason::RetransmissionOverNackCap
             | DropReason::NackUpstreamThrottled
-            | DropReason::SenderReportThrottled => true,
+            | DropReason::SenderReportThrottled
+            | DropReason::PipeRingFull => true,
         }
     }
 }
@@ -209,6 +216,12 @@ pub struct Counters {
     pub hopped_out: u64,
     /// Packets carried here from another core (also counted in `packets_in`).
     pub hopped_in: u64,
+    /// Copies of routed packets handed to a pipe: delivered to a piped producer on this core, or
+    /// pushed into the hop ring of the piped producer's core.
+    pub piped_out: u64,
+    /// Packets a piped producer on this core took from its pipe (not counted in `packets_in`):
+    /// each is routed or dropped under an ingress reason, like a received datagram.
+    pub piped_in: u64,
     /// Retransmissions answered from a producer's store (also counted in `outputs`).
     pub retransmitted: u64,
     /// Copies handed to the kernel (RTP, RTCP and retransmissions).
@@ -242,10 +255,11 @@ impl Counters {
         DropReason::ALL.iter().filter(|r| r.is_egress()).map(|r| self.drops_of(*r)).sum()
     }
 
-    /// Conservation on one core: every datagram received was routed, terminated (RTCP),
-    /// carried to its owner core, or dropped under a named reason.
+    /// Conservation on one core: every datagram received, and every packet taken from a pipe,
+    /// was routed, terminated (RTCP), carried to its owner core, or dropped under a named reason.
     pub fn ingress_balanced(&self) -> bool {
-        self.packets_in == self.routed + self.rtcp_terminated + self.hopped_out + self.ingress_drops()
+        self.packets_in + self.piped_in
+            == self.routed + self.rtcp_terminated + self.hopped_out + self.ingress_drops()
     }
 
     /// Conservation of copies: every output was handed to the kernel or dropped under a reason.
@@ -268,6 +282,8 @@ impl Counters {
         self.rtcp_terminated += other.rtcp_terminated;
         self.hopped_out += other.hopped_out;
         self.hopped_in += other.hopped_in;
+        self.piped_out += other.piped_out;
+        self.piped_in += other.piped_in;
         self.retransmitted += other.retransmitted;
         self.packets_out += other.packets_out;
         self.bytes_out += other.bytes_out;
@@ -313,6 +329,27 @@ mod tests {
         d.add(&c);
         d.add(&c);
         assert_eq!(d.drops_of(DropReason::UnknownSsrc), 4);
+    }
+
+    /// A pipe's copy lost to a full ring is one copy, not the packet (the source's own consumers
+    /// got it): an egress reason, never produced, so outside `outputs`.
+    #[test]
+    fn pipe_ring_full_is_a_copy_never_produced() {
+        assert!(DropReason::PipeRingFull.is_egress());
+        assert_eq!(DropReason::PipeRingFull.as_str(), "pipe_ring_full");
+        let mut c = Counters { outputs: 1, packets_out: 1, ..Counters::default() };
+        c.drop(DropReason::PipeRingFull);
+        assert!(c.egress_balanced());
+        assert_eq!(c.egress_drops_after_output(), 0);
+    }
+
+    /// A piped producer's input counts like a received datagram.
+    #[test]
+    fn piped_in_joins_ingress_conservation() {
+        let mut c = Counters { packets_in: 2, piped_in: 1, routed: 2, ..Counters::default() };
+        assert!(!c.ingress_balanced());
+        c.drop(DropReason::ProducerPaused);
+        assert!(c.ingress_balanced());
     }
 
     /// A reason added at the end of the enum can be an ingress one: `Truncated` counts in the

@@ -1,6 +1,6 @@
 //! `Producer`: one incoming RTP stream on a transport.
 
-use crate::command::ProducerOptions;
+use crate::command::{PipeEnd, ProducerOptions};
 use crate::ids::{ConsumerId, TransportId};
 use crate::rtp_store::{SeqTimes, StoreCell};
 use crate::rtp_stream::RtpStreamRecv;
@@ -40,6 +40,11 @@ pub struct Producer {
     pub(crate) last_sender_report_us: Option<u64>,
     /// The incoming sequence, checked before anything else uses a packet's number.
     pub(crate) stream: RtpStreamRecv,
+    /// The piped producers (in other routers) every packet it routes is delivered to.
+    pub(crate) pipes: Vec<PipeEnd>,
+    /// For a piped producer: the producer its packets come from (its `transport` is then
+    /// `shard::PIPE_TRANSPORT`, which no transport has).
+    pub(crate) pipe_source: Option<PipeEnd>,
 }
 
 impl Producer {
@@ -58,6 +63,8 @@ impl Producer {
             nack_asked: None,
             last_sender_report_us: None,
             stream: RtpStreamRecv::new(),
+            pipes: Vec::new(),
+            pipe_source: None,
         }
     }
 
@@ -75,5 +82,13 @@ impl Producer {
     }
     pub fn stats(&self) -> ProducerStats {
         self.stats
+    }
+    /// The piped producers this one feeds.
+    pub fn pipes(&self) -> &[PipeEnd] {
+        &self.pipes
+    }
+    /// For a piped producer, where its packets come from.
+    pub fn pipe_source(&self) -> Option<PipeEnd> {
+        self.pipe_source
     }
 }

@@ -130,7 +130,7 @@ impl Router {
 
     pub(crate) fn close_producer(&mut self, id: ProducerId) -> bool {
         let Some(p) = self.producers.remove(&id) else { return false };
-        if let Some(t) = self.transports.get_mut(&p.transport) {
+        if let Some(t) = self.transports.get_mut(&p.transport).filter(|_| p.pipe_source.is_none()) {
             t.producers_by_ssrc.remove(&p.options.ssrc);
         }
         for c in p.consumers {

@@ -127,6 +127,8 @@ pub struct CoreStats {
     pub(crate) wakeups: AtomicU64,
     pub(crate) hopped_out: AtomicU64,
     pub(crate) hopped_in: AtomicU64,
+    pub(crate) piped_out: AtomicU64,
+    pub(crate) piped_in: AtomicU64,
     pub(crate) retransmitted: AtomicU64,
     pub(crate) events_dropped: AtomicU64,
     pub(crate) socket_errors: AtomicU64,
@@ -173,6 +175,8 @@ impl CoreStats {
         self.rtcp_terminated.store(c.rtcp_terminated, r);
         self.hopped_out.store(c.hopped_out, r);
         self.hopped_in.store(c.hopped_in, r);
+        self.piped_out.store(c.piped_out, r);
+        self.piped_in.store(c.piped_in, r);
         self.retransmitted.store(c.retransmitted, r);
         for (a, v) in self.drops.iter().zip(c.drops.iter()) {
             a.store(*v, r);
@@ -191,6 +195,8 @@ impl CoreStats {
             outputs: self.outputs.load(r),
             hopped_out: self.hopped_out.load(r),
             hopped_in: self.hopped_in.load(r),
+            piped_out: self.piped_out.load(r),
+            piped_in: self.piped_in.load(r),
             retransmitted: self.retransmitted.load(r),
             drops: [0; DropReason::COUNT],
         };

@@ -307,6 +307,8 @@ fn forward_checked(
         // The run loop's half of a hop: counted once the datagram is in the owner's ring.
         shard.count_hopped_out();
     }
+    // The run loop's other half: what a pipe left for another core. The rooms have no pipes.
+    assert_eq!(shard.pop_pipe_hop(), None, "a room without pipes leaves no pipe hop");
     let after = *shard.counters();
     let d = |f: fn(&Counters) -> u64| f(&after) - f(&before);
     assert_eq!(d(|c| c.packets_in), 1);

@@ -230,7 +230,8 @@ impl Controller {
             | Request::Consume { transport, .. } => m.core_of_transport(*transport),
             Request::CloseProducer { producer }
             | Request::PauseProducer { producer }
-            | Request::ResumeProducer { producer } => of_producer(*producer),
+            | Request::ResumeProducer { producer }
+            | Request::PipeToRouter { producer, .. } => of_producer(*producer),
             Request::CloseConsumer { consumer }
             | Request::PauseConsumer { consumer }
             | Request::ResumeConsumer { consumer }
@@ -270,6 +271,17 @@ impl Controller {
         let started = Instant::now();
         // Events the call announces once every core has applied it.
         let mut announce: Vec<ControlEvent> = Vec::new();
+        // Piped producers a close may take with it (announced if it did).
+        let piped_before = match request {
+            Request::CloseRouter { .. } | Request::CloseTransport { .. } | Request::CloseProducer { .. } => {
+                self.model.pipes.keys().map(|p| (*p, self.consumers_of(*p))).collect()
+            }
+            _ => Vec::new(),
+        };
+        let closed_directly = match request {
+            Request::CloseProducer { producer } => Some(producer),
+            _ => None,
+        };
         let plan = match request {
             Request::Stats => {
                 let stalled = self.stalled_flags();
@@ -313,6 +325,7 @@ impl Controller {
                         .into_iter()
                         .map(|consumer| ControlEvent::ConsumerProducerPaused { consumer, producer }),
                 );
+                announce.extend(self.piped_pause_events(producer, true));
                 plan
             }
             Request::ResumeProducer { producer } => {
@@ -322,8 +335,10 @@ impl Controller {
                         .into_iter()
                         .map(|consumer| ControlEvent::ConsumerProducerResumed { consumer, producer }),
                 );
+                announce.extend(self.piped_pause_events(producer, false));
                 plan
             }
+            Request::PipeToRouter { producer, router } => self.model.pipe_to_router(producer, router)?,
             Request::Consume { transport, producer, paused } => {
                 self.model.consume(transport, producer, paused)?
             }
@@ -340,6 +355,11 @@ impl Controller {
         let response = self.execute(plan)?;
         for event in announce {
             self.events.publish(event);
+        }
+        for (producer, consumers_closed) in piped_before {
+            if Some(producer) != closed_directly && !self.model.pipes.contains_key(&producer) {
+                self.events.publish(ControlEvent::ProducerClosed { producer, consumers_closed });
+            }
         }
         if let (Response::Moved { id, core, .. }, false) = (&response, noop) {
             let (id, core) = (*id, *core);
@@ -416,6 +436,21 @@ impl Controller {
             (_, Some(e)) => Err(e),
             (_, None) => Ok(Response::Done {}),
         }
+    }
+
+    /// The events of a source's pause or resume for the consumers of its piped producers.
+    fn piped_pause_events(&self, producer: ProducerId, paused: bool) -> Vec<ControlEvent> {
+        let mut events = Vec::new();
+        for piped in self.model.piped_of(producer) {
+            for consumer in self.consumers_of(piped) {
+                events.push(if paused {
+                    ControlEvent::ConsumerProducerPaused { consumer, producer: piped }
+                } else {
+                    ControlEvent::ConsumerProducerResumed { consumer, producer: piped }
+                });
+            }
+        }
+        events
     }
 
     /// The event a switch of `consumer` to `producer` announces when the consumer's

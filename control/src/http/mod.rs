@@ -140,6 +140,12 @@ struct ConsumeBody {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct PipeBody {
+    router: Option<u32>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SwitchProducerBody {
     producer_id: Option<u32>,
 }
@@ -259,6 +265,17 @@ async fn consume(
     call(sc, Request::Consume { transport, producer, paused: b.paused }).await
 }
 
+async fn pipe(
+    State(sc): State<Shardcast>,
+    p: Result<Path<u32>, PathRejection>,
+    b: Result<Bytes, BytesRejection>,
+) -> HttpResult {
+    let producer = ProducerId(id(p)?);
+    let b: PipeBody = body(b)?;
+    let router = RouterId(b.router.ok_or_else(|| missing("router"))?);
+    call(sc, Request::PipeToRouter { producer, router }).await
+}
+
 async fn switch_consumer_producer(
     State(sc): State<Shardcast>,
     p: Result<Path<u32>, PathRejection>,
@@ -361,6 +378,7 @@ pub fn router(sc: Shardcast) -> Router {
         .route("/producers/:id", axum::routing::delete(close_producer))
         .route("/producers/:id/pause", post(pause_producer))
         .route("/producers/:id/resume", post(resume_producer))
+        .route("/producers/:id/pipe", post(pipe))
         .route("/consumers/:id", axum::routing::delete(close_consumer))
         .route("/consumers/:id/pause", post(pause_consumer))
         .route("/consumers/:id/resume", post(resume_consumer))

@@ -14,7 +14,7 @@ use super::error::{ErrorBody, HttpError};
 use super::sse::Lagged;
 use crate::error::ApiError;
 use crate::events::ControlEvent;
-use crate::model::{ConsumerDump, ProducerDump, RouterDump, TransportDump};
+use crate::model::{ConsumerDump, PipeEndDump, ProducerDump, RouterDump, TransportDump};
 use crate::request::Response;
 use crate::stats::{CoreStatsDocument, KernelSteeringDocument, StatsDocument};
 
@@ -34,6 +34,10 @@ fn responses_are_plain_numbers_and_addresses() {
             r#"{"id":4,"ssrc":77,"payload_type":111}"#,
         ),
         (Response::Moved { id: RouterId(1), core: 1, move_us: 250 }, r#"{"id":1,"core":1,"move_us":250}"#),
+        (
+            Response::Pipe { id: ProducerId(9), router: RouterId(5), source: ProducerId(3) },
+            r#"{"id":9,"router":5,"source":3}"#,
+        ),
         (Response::Done {}, "{}"),
     ];
     for (response, want) in cases {
@@ -55,15 +59,30 @@ fn a_router_dump_has_the_documented_fields() {
             producers: vec![ProducerId(3)],
             consumers: vec![ConsumerId(4)],
         }],
-        producers: vec![ProducerDump {
-            id: ProducerId(3),
-            transport: TransportId(2),
-            kind: MediaKind::Video,
-            ssrc: Ssrc(1234),
-            payload_type: PayloadType(96),
-            paused: false,
-            consumers: vec![ConsumerId(4)],
-        }],
+        producers: vec![
+            ProducerDump {
+                id: ProducerId(3),
+                transport: Some(TransportId(2)),
+                kind: MediaKind::Video,
+                ssrc: Ssrc(1234),
+                payload_type: PayloadType(96),
+                paused: false,
+                consumers: vec![ConsumerId(4)],
+                piped_from: None,
+                piped_to: vec![PipeEndDump { router: RouterId(5), producer: ProducerId(9) }],
+            },
+            ProducerDump {
+                id: ProducerId(10),
+                transport: None,
+                kind: MediaKind::Audio,
+                ssrc: Ssrc(55),
+                payload_type: PayloadType(111),
+                paused: true,
+                consumers: vec![],
+                piped_from: Some(PipeEndDump { router: RouterId(6), producer: ProducerId(11) }),
+                piped_to: vec![],
+            },
+        ],
         consumers: vec![ConsumerDump {
             id: ConsumerId(4),
             transport: TransportId(2),
@@ -79,7 +98,10 @@ fn a_router_dump_has_the_documented_fields() {
         concat!(
             r#"{"id":1,"core":1,"#,
             r#""transports":[{"id":2,"local":"127.0.0.1:40000","remote":null,"shared_port":false,"comedia":true,"producers":[3],"consumers":[4]}],"#,
-            r#""producers":[{"id":3,"transport":2,"kind":"video","ssrc":1234,"payload_type":96,"paused":false,"consumers":[4]}],"#,
+            r#""producers":[{"id":3,"transport":2,"kind":"video","ssrc":1234,"payload_type":96,"paused":false,"consumers":[4],"#,
+            r#""piped_from":null,"piped_to":[{"router":5,"producer":9}]},"#,
+            r#"{"id":10,"transport":null,"kind":"audio","ssrc":55,"payload_type":111,"paused":true,"consumers":[],"#,
+            r#""piped_from":{"router":6,"producer":11},"piped_to":[]}],"#,
             r#""consumers":[{"id":4,"transport":2,"producer":3,"ssrc":99,"payload_type":96,"paused":true,"producer_paused":false}]}"#,
         )
     );
@@ -100,6 +122,8 @@ fn the_stats_document_has_the_documented_fields() {
         outputs: 6,
         hopped_out: 7,
         hopped_in: 8,
+        piped_out: 20,
+        piped_in: 21,
         drops: BTreeMap::from([("producer_paused", 9)]),
         batches_applied: 10,
         apply_ns_max: 11,
@@ -129,7 +153,7 @@ fn the_stats_document_has_the_documented_fields() {
             r#"{"pid":42,"shared_port":"0.0.0.0:5004","kernel_steering":{"updates":3,"errors":0},"#,
             r#""routers":1,"transports":2,"producers":3,"consumers":4,"moves":5,"rebalancer_moves":6,"#,
             r#""cores":[{"core":0,"cpu":1,"stalled":false,"packets_in":1,"bytes_in":2,"packets_out":3,"bytes_out":4,"#,
-            r#""routed":5,"rtcp_terminated":4,"outputs":6,"hopped_out":7,"hopped_in":8,"drops":{"producer_paused":9},"#,
+            r#""routed":5,"rtcp_terminated":4,"outputs":6,"hopped_out":7,"hopped_in":8,"piped_out":20,"piped_in":21,"drops":{"producer_paused":9},"#,
             r#""batches_applied":10,"apply_ns_max":11,"busy_ns":12,"wakeups":13,"routers":14,"ring_depth":15,"#,
             r#""handoffs_in":16,"freeze_ns_max":17,"barrier_failures":18}]}"#,
         )

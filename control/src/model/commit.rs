@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use shardcast_core::ids::{ConsumerId, MediaKind, ProducerId, Ssrc, TransportId};
 
-use super::{Change, Model, RouterCounts, RouterEntry};
+use super::{Change, Model, PipeEntry, RouterCounts, RouterEntry};
 
 impl Model {
     /// Applies a change the owning core has confirmed. Idempotent for removals (a cascade may
@@ -25,6 +25,12 @@ impl Model {
                 let Some(r) = self.routers.get(&id) else { return };
                 for t in r.transports.clone() {
                     self.remove_transport(t);
+                }
+                // Piped producers are on no transport.
+                let piped: Vec<ProducerId> =
+                    self.producers.iter().filter(|(_, p)| p.router == id).map(|(p, _)| *p).collect();
+                for p in piped {
+                    self.remove_producer(p);
                 }
                 if let Some(r) = self.routers.remove(&id) {
                     self.routers_on[r.core] -= 1;
@@ -64,10 +70,28 @@ impl Model {
                 *self.ssrcs.entry(entry.ssrc).or_insert(0) += 1;
                 self.producers.insert(id, entry);
             }
+            Change::AddPipe { id, entry, source } => {
+                // A piped producer is a producer for the quotas: counted like one, released by
+                // `remove_producer` like one.
+                if !self.producers.contains_key(&source) || self.producers.contains_key(&id) {
+                    return;
+                }
+                let Some(r) = self.routers.get_mut(&entry.router) else { return };
+                r.counts.producers += 1;
+                if entry.kind == MediaKind::Video {
+                    self.video_producers += 1;
+                }
+                *self.ssrcs.entry(entry.ssrc).or_insert(0) += 1;
+                self.producers.insert(id, entry);
+                self.pipes.insert(id, PipeEntry { source });
+            }
             Change::RemoveProducer(id) => self.remove_producer(id),
             Change::ProducerPaused { id, paused } => {
-                if let Some(p) = self.producers.get_mut(&id) {
-                    p.paused = paused;
+                // A piped producer follows its source.
+                for p in std::iter::once(id).chain(self.piped_of(id)) {
+                    if let Some(p) = self.producers.get_mut(&p) {
+                        p.paused = paused;
+                    }
                 }
             }
             Change::AddConsumer { id, entry } => {
@@ -126,6 +150,10 @@ impl Model {
         let Some(p) = self.producers.remove(&id) else { return };
         for c in &p.consumers {
             self.remove_consumer(*c);
+        }
+        self.pipes.remove(&id);
+        for piped in self.piped_of(id) {
+            self.remove_producer(piped);
         }
         if let Some(t) = self.transports.get_mut(&p.transport) {
             t.producers.remove(&id);

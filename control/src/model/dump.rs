@@ -36,12 +36,24 @@ pub struct TransportDump {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ProducerDump {
     pub id: ProducerId,
-    pub transport: TransportId,
+    /// `None` (JSON `null`) for a piped producer, which has no transport.
+    pub transport: Option<TransportId>,
     pub kind: MediaKind,
     pub ssrc: Ssrc,
     pub payload_type: PayloadType,
     pub paused: bool,
     pub consumers: Vec<ConsumerId>,
+    /// For a piped producer: the producer (in another router) it is piped from.
+    pub piped_from: Option<PipeEndDump>,
+    /// The piped producers (in other routers) this producer feeds.
+    pub piped_to: Vec<PipeEndDump>,
+}
+
+/// One end of a pipe: a producer and its router.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct PipeEndDump {
+    pub router: RouterId,
+    pub producer: ProducerId,
 }
 
 /// A consumer of the router.
@@ -81,12 +93,14 @@ impl Model {
             .filter(|(_, p)| p.router == id)
             .map(|(pid, p)| ProducerDump {
                 id: *pid,
-                transport: p.transport,
+                transport: Some(p.transport).filter(|_| !self.pipes.contains_key(pid)),
                 kind: p.kind,
                 ssrc: p.ssrc,
                 payload_type: p.payload_type,
                 paused: p.paused,
                 consumers: p.consumers.iter().copied().collect(),
+                piped_from: self.pipes.get(pid).and_then(|e| self.pipe_end(e.source)),
+                piped_to: self.piped_of(*pid).into_iter().filter_map(|q| self.pipe_end(q)).collect(),
             })
             .collect();
         let consumers = self
@@ -104,5 +118,9 @@ impl Model {
             })
             .collect();
         Ok(RouterDump { id, core: r.core, transports, producers, consumers })
+    }
+
+    fn pipe_end(&self, producer: ProducerId) -> Option<PipeEndDump> {
+        self.producers.get(&producer).map(|p| PipeEndDump { router: p.router, producer })
     }
 }

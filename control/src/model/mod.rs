@@ -10,13 +10,14 @@
 //! One concept per file: the plan a call becomes (`plan.rs`), the entries the model holds
 //! (`entry.rs`), placement of new routers (`placement.rs`), shared-port steering (`steering.rs`),
 //! the planning of each object's calls (`router.rs`, `transport.rs`, `producer.rs`,
-//! `consumer.rs`), committing a confirmed change (`commit.rs`), a router's dump (`dump.rs`) and
-//! the quotas (`quota.rs`).
+//! `consumer.rs`, `pipe.rs`), committing a confirmed change (`commit.rs`), a router's dump
+//! (`dump.rs`) and the quotas (`quota.rs`).
 
 mod commit;
 mod consumer;
 mod dump;
 mod entry;
+mod pipe;
 mod placement;
 mod plan;
 mod producer;
@@ -33,8 +34,9 @@ use shardcast_core::ids::{ConsumerId, ProducerId, RouterId, Ssrc, TransportId};
 
 use crate::error::ApiError;
 
-pub use dump::{ConsumerDump, ProducerDump, RouterDump, TransportDump};
+pub use dump::{ConsumerDump, PipeEndDump, ProducerDump, RouterDump, TransportDump};
 pub use entry::{ConsumerEntry, ProducerEntry, RouterEntry, TransportEntry};
+pub use pipe::PipeEntry;
 pub use placement::Placement;
 pub use plan::{Change, Op, Plan};
 pub use quota::{Quotas, RouterCounts};
@@ -60,6 +62,8 @@ pub struct Model {
     pub transports: BTreeMap<TransportId, TransportEntry>,
     pub producers: BTreeMap<ProducerId, ProducerEntry>,
     pub consumers: BTreeMap<ConsumerId, ConsumerEntry>,
+    /// Pipes, by their piped producer (`pipe.rs`).
+    pub pipes: BTreeMap<ProducerId, PipeEntry>,
 }
 
 impl Model {
@@ -80,6 +84,7 @@ impl Model {
             transports: BTreeMap::new(),
             producers: BTreeMap::new(),
             consumers: BTreeMap::new(),
+            pipes: BTreeMap::new(),
         }
     }
 

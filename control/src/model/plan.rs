@@ -54,7 +54,13 @@ pub enum Change {
         id: ProducerId,
         entry: ProducerEntry,
     },
-    /// Removes the producer and its consumers.
+    /// A pipe: piped producer `id` (no transport) fed by `source`.
+    AddPipe {
+        id: ProducerId,
+        entry: ProducerEntry,
+        source: ProducerId,
+    },
+    /// Removes the producer and its consumers (and its pipes: piped producers it feeds close).
     RemoveProducer(ProducerId),
     ProducerPaused {
         id: ProducerId,

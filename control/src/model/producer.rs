@@ -85,6 +85,7 @@ impl Model {
         let p = self.producer(id)?;
         let core = self.router(p.router)?.core;
         let mut ops = vec![(core, Op::Route(Command::CloseProducer { router: p.router, producer: id }))];
+        ops.extend(self.pipes_closed_with([id].iter()));
         if let Some(t) = self.transports.get(&p.transport) {
             if t.socket.is_shared() && t.comedia {
                 ops.extend(self.steer(p.router, core, SteerKey::Ssrc(p.ssrc), false));
@@ -95,17 +96,20 @@ impl Model {
 
     pub fn set_producer_paused(&self, id: ProducerId, paused: bool) -> Result<Plan, ApiError> {
         let p = self.producer(id)?;
+        if let Some(source) = self.pipes.get(&id).map(|e| e.source) {
+            return Err(ApiError::state(format!(
+                "producer {id} is piped from producer {source} and follows its pause: pause or resume producer {source}"
+            )));
+        }
         let core = self.router(p.router)?.core;
         let command = if paused {
             Command::PauseProducer { router: p.router, producer: id }
         } else {
             Command::ResumeProducer { router: p.router, producer: id }
         };
-        Ok(Plan::one(
-            core,
-            vec![(core, Op::Route(command))],
-            Response::Done {},
-            Change::ProducerPaused { id, paused },
-        ))
+        // Its piped producers change in the same phase: every view agrees once it returns.
+        let mut ops = vec![(core, Op::Route(command))];
+        ops.extend(self.pipes_paused_with(id, paused));
+        Ok(Plan::one(core, ops, Response::Done {}, Change::ProducerPaused { id, paused }))
     }
 }

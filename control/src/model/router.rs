@@ -35,6 +35,10 @@ impl Model {
         for t in r.transports.iter().filter_map(|t| self.transports.get(t)) {
             ops.extend(self.transport_cleanup(t, r.core));
         }
+        // Its piped producers (on no transport): their sources stop feeding them.
+        let piped: Vec<_> =
+            self.pipes.keys().filter(|p| self.producers.get(p).is_some_and(|p| p.router == id)).collect();
+        ops.extend(self.pipes_closed_with(piped));
         Ok(Plan::one(r.core, ops, Response::Done {}, Change::RemoveRouter(id)))
     }
 
@@ -66,8 +70,16 @@ impl Model {
                 phase2.push((c, Op::Route(Command::SetSteering { router: id, key, core: Some(to as u16) })));
             }
         }
+        let mut phases = vec![vec![(r.core, Op::HandOff { router: id, to })], phase2];
+        // Then the routers at the other end of its pipes reach it on `to` (the old owner
+        // re-pointed its own at the handoff and carries on what was in flight to it). A phase of
+        // its own: an import travels alone in its batch.
+        let retarget = self.pipes_moved_with(id, to);
+        if !retarget.is_empty() {
+            phases.push(retarget);
+        }
         Ok(Plan {
-            phases: vec![vec![(r.core, Op::HandOff { router: id, to })], phase2],
+            phases,
             response: Response::Moved { id, core: to, move_us: 0 },
             change: Change::MoveRouter { id, core: to },
             owner: r.core,

@@ -319,3 +319,44 @@ fn a_latched_shared_port_remote_is_steered_like_a_connect() {
     let bad = m.create_transport(r, SocketId::SHARED, addr(1), false, prefix).unwrap_err();
     assert_eq!(bad.kind, ApiErrorKind::InvalidArgument);
 }
+
+#[test]
+fn piped_producers_count_against_the_producer_quotas_and_closing_releases_them() {
+    let quotas =
+        super::Quotas { producers: 3, producers_per_router: 1, video_producers: 3, ..Default::default() };
+    let mut m = Model::new(2, 7, Placement::LeastLoaded).with_quotas(quotas);
+    let (r1, r2, r3) = (router(&mut m), router(&mut m), router(&mut m));
+    let t1 = transport(&mut m, r1, false);
+    let p = produce(&mut m, t1, 1);
+    let piped = match run(&mut m, |m| m.pipe_to_router(p, r2)) {
+        Response::Pipe { id, .. } => id,
+        x => panic!("{x:?}"),
+    };
+    assert_eq!(m.routers[&r2].counts.producers, 1);
+    assert_eq!((m.video_producers, m.producers.len()), (2, 2));
+    // The router of the piped producer is full; asking for the pipe again returns it.
+    let t2 = transport(&mut m, r2, false);
+    let e = m.produce(t2, MediaKind::Video, Ssrc(2), PayloadType(96), None, false).unwrap_err();
+    assert_eq!(e.quota.expect("named").quota, "producers_per_router");
+    assert!(matches!(run(&mut m, |m| m.pipe_to_router(p, r2)), Response::Pipe { id, .. } if id == piped));
+    run(&mut m, |m| m.pipe_to_router(p, r3));
+    // Three producers in the daemon: a piped producer is refused like any other.
+    let r4 = router(&mut m);
+    let t4 = transport(&mut m, r4, false);
+    let e = m.produce(t4, MediaKind::Audio, Ssrc(3), PayloadType(96), None, false).unwrap_err();
+    assert_eq!(e.quota.expect("named").quota, "producers");
+    let e = m.pipe_to_router(p, r4).unwrap_err();
+    assert_eq!(e.quota.expect("named").quota, "producers");
+    // Closing the source closes its piped producers and releases every count.
+    run(&mut m, |m| m.close_producer(p));
+    assert!(m.producers.is_empty() && m.pipes.is_empty());
+    assert_eq!(m.video_producers, 0);
+    assert!(m.routers.values().all(|r| r.counts.producers == 0));
+    assert!(m.ssrcs.is_empty());
+    // Closing a piped producer's router releases it too.
+    let p = produce(&mut m, t1, 1);
+    run(&mut m, |m| m.pipe_to_router(p, r2));
+    assert_eq!(m.routers[&r2].counts.producers, 1);
+    run(&mut m, |m| m.close_router(r2));
+    assert_eq!((m.video_producers, m.producers.len(), m.routers[&r1].counts.producers), (1, 1, 1));
+}

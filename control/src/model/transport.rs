@@ -20,6 +20,7 @@ impl Model {
         if !t.socket.is_shared() {
             ops.push((core, Op::DetachSocket(t.socket)));
         }
+        ops.extend(self.pipes_closed_with(&t.producers));
         ops
     }
 

@@ -10,10 +10,12 @@
 //! Files: this one holds the shard, its commands, the handoff (take/insert) and the steering
 //! table; `output.rs` what goes in and out; `index.rs` the transport lookup maps; `rtp.rs` the
 //! RTP path; `rtcp/` the RTCP path, one file per packet kind (`rtcp/nack.rs` answers NACKs);
+//! `pipe.rs` pipes between routers (same core in the same pass, other cores through `PipeHop`s);
 //! `switch_tests.rs` tests a consumer's source switch end to end through both entry points.
 
 mod index;
 mod output;
+mod pipe;
 mod rtcp;
 mod rtp;
 #[cfg(test)]
@@ -22,6 +24,7 @@ mod switch_tests;
 mod tests;
 
 pub use output::{Datagram, Output, OutputSink, PayloadRef, OUTPUT_HEADER_MAX};
+pub use pipe::{PipeCargo, PipeHop, MAX_PIPES, PIPE_TRANSPORT};
 pub use rtcp::{RtcpLimits, KEYFRAME_REQUEST_INTERVAL_US};
 
 use std::collections::HashMap;
@@ -51,6 +54,11 @@ pub struct Shard {
     counters: Counters,
     /// What peers' RTCP may make this core send.
     limits: RtcpLimits,
+    /// What the last `forward` left for pipes to other cores (`pipe.rs`).
+    pipe_hops: pipe::PipeHops,
+    /// Routers handed from here to another core, and which: a pipe's packet for one of them
+    /// that was in flight at the move is carried on there (`pipe.rs`).
+    moved: HashMap<RouterId, u16>,
 }
 
 /// What [`Shard::forward`] decided about a datagram.
@@ -84,6 +92,8 @@ impl Shard {
             events: LeakyQueue::new(Overflow::DropOldest),
             counters: Counters::default(),
             limits,
+            pipe_hops: pipe::PipeHops::new(),
+            moved: HashMap::new(),
         }
     }
 
@@ -280,6 +290,12 @@ impl Shard {
             }
             Command::PauseConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, true)),
             Command::ResumeConsumer { consumer, .. } => Ok(router.set_consumer_paused(*consumer, false)),
+            Command::CreatePipedProducer { producer, options, source, .. } => {
+                router.create_piped_producer(*producer, options, *source)
+            }
+            Command::AddPipe { producer, target, .. } => router.add_pipe(*producer, *target),
+            Command::RemovePipe { producer, target, .. } => Ok(router.remove_pipe(*producer, *target)),
+            Command::RetargetPipes { moved, core, .. } => Ok(router.retarget_pipes(*moved, *core)),
             // The consumer's SSRC stays on its transport: no index changes. The keyframe request
             // leaves with the new producer's next packet (`rtp.rs`): a command has no output.
             Command::SwitchConsumerProducer { consumer, producer, .. } => {
@@ -330,6 +346,7 @@ impl Shard {
         }
         self.index.insert_router(id, &router);
         self.routers.insert(id, router);
+        self.moved.remove(&id);
         Ok(())
     }
 
@@ -362,7 +379,8 @@ impl Shard {
         self.events.dropped()
     }
 
-    /// Forwards one datagram: outputs go to `out`, everything else is counted.
+    /// Forwards one datagram: outputs go to `out`, everything else is counted. What is for a
+    /// pipe to another core is left for [`Shard::pop_pipe_hop`].
     pub fn forward(
         &mut self,
         index: u32,
@@ -370,6 +388,7 @@ impl Shard {
         now_us: u64,
         out: &mut impl OutputSink,
     ) -> Verdict {
+        self.clear_pipe_hops();
         self.counters.packets_in += 1;
         self.counters.bytes_in += dgram.data.len() as u64;
         let data = dgram.data;

@@ -4,19 +4,23 @@
 //! send the keyframe request a source switch left on the producer, and write one [`Output`] per consumer — the consumer's header (see
 //! [`write_header`], also used by retransmissions) plus a reference to the payload in place.
 
+use std::collections::HashMap;
+
 use crate::command::{Event, SteerKey};
-use crate::consumer::Rewritten;
-use crate::drop_reason::DropReason;
-use crate::ids::MediaKind;
+use crate::consumer::{Consumer, Rewritten};
+use crate::drop_reason::{Counters, DropReason};
+use crate::ids::{ConsumerId, MediaKind, TransportId};
+use crate::producer::Producer;
 use crate::router::Router;
 use crate::rtp::{RtpPacket, FIXED_HEADER_LEN};
 use crate::rtp_store::RtpStore;
 use crate::rtp_stream::SeqCheck;
 use crate::shard::index::TransportKey;
 use crate::shard::output::{Datagram, Output, OutputSink, PayloadRef, OUTPUT_HEADER_MAX};
+use crate::shard::pipe::pipe_targets;
 use crate::shard::rtcp::request_wanted_keyframe;
 use crate::shard::{Shard, Verdict};
-use crate::transport::Remote;
+use crate::transport::{Remote, Transport};
 
 /// The header a consumer receives: `original`'s fixed header (V, P, X, CC and the marker kept)
 /// with the consumer's payload type, sequence number, timestamp and SSRC. `original` holds at
@@ -137,83 +141,112 @@ impl Shard {
                 });
             }
         }
-        // The sequence number only now, from the validated source: a lone far jump is dropped
-        // without moving the stream (RFC 3550 A.1), two in a row re-sync it.
-        match producer.stream.update_seq(packet.sequence_number()) {
-            SeqCheck::Accepted => {}
-            SeqCheck::Resynced => {
-                // The sender restarted its numbering: every consumer continues its own, and
-                // what was stored or asked upstream under the old numbers is forgotten.
-                if let Some(store) = producer.store.0.as_mut() {
-                    store.clear();
-                }
-                producer.nack_asked = None;
-                for cid in &producer.consumers {
-                    if let Some(c) = consumers.get_mut(cid) {
-                        c.rewriter.switch_source();
-                    }
-                }
-            }
-            SeqCheck::Outlier => return Ok(self.drop(DropReason::SequenceOutlier)),
-        }
-        producer.stats.packets += 1;
-        producer.stats.bytes += dgram.data.len() as u64;
-        if producer.options.kind == MediaKind::Video {
-            // Allocated once, at the first packet; then one copy per packet, for NACKs.
-            producer
-                .store
-                .0
-                .get_or_insert_with(|| Box::new(RtpStore::new()))
-                .insert(packet.sequence_number(), dgram.data);
-        }
-        producer.stats.last_seq = packet.sequence_number().0;
-        producer.stats.last_timestamp = packet.timestamp();
-        if producer.paused {
-            return Ok(self.drop(DropReason::ProducerPaused));
-        }
-        if producer.consumers.is_empty() {
-            return Ok(self.drop(DropReason::NoConsumers));
-        }
-        self.counters.routed += 1;
-        if producer.keyframe_wanted {
-            // A consumer was switched to this producer: its PLI leaves with this packet.
-            if let Some(upstream) = transports.get(&producer.transport).and_then(|t| t.egress()) {
-                request_wanted_keyframe(producer, upstream, now_us, &mut self.counters, out);
-            }
-        }
-        let clock_rate = producer.options.clock_rate;
-        let seq = packet.sequence_number();
-        let ts = packet.timestamp();
-        for cid in &producer.consumers {
-            let Some(consumer) = consumers.get_mut(cid) else { continue };
-            if consumer.paused || consumer.producer_paused {
-                self.counters.drop(DropReason::ConsumerPaused);
-                continue;
-            }
-            let Some((socket, dest)) = transports.get(&consumer.transport).and_then(|t| t.egress()) else {
-                self.counters.drop(DropReason::ConsumerNotConnected);
-                continue;
-            };
-            let Some(rewritten) = consumer.rewriter.rewrite(seq, ts, clock_rate, now_us) else {
-                self.counters.drop(DropReason::StaleSequence);
-                continue;
-            };
-            let output = Output {
-                socket,
-                dest,
-                // `new_checked` guaranteed at least FIXED_HEADER_LEN bytes.
-                header: write_header(dgram.data, &rewritten),
-                header_len: FIXED_HEADER_LEN as u8,
-                payload: PayloadRef::Datagram { index, offset: FIXED_HEADER_LEN as u16 },
-            };
-            if out.push(output) {
-                self.counters.outputs += 1;
-                consumer.stats.packets += 1;
-                consumer.stats.bytes += dgram.data.len() as u64;
-            } else {
-                self.counters.drop(DropReason::OutputFull);
-            }
+        let routed = deliver(&mut self.counters, producer, consumers, transports, packet, index, now_us, out);
+        if routed && !producer.pipes.is_empty() {
+            let pipes = pipe_targets(&producer.pipes);
+            self.feed_pipes(&pipes, packet, index, now_us, out);
         }
         Ok(Some(Verdict::Done))
     }
+}
+
+/// A packet's path once its producer is known and its source validated — from a transport or
+/// from a pipe: the sequence check, the producer's figures and NACK store, its pause, and one
+/// [`Output`] per consumer. `true` when it was routed (then its pipes get it too).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn deliver(
+    counters: &mut Counters,
+    producer: &mut Producer,
+    consumers: &mut HashMap<ConsumerId, Consumer>,
+    transports: &HashMap<TransportId, Transport>,
+    packet: &RtpPacket<&[u8]>,
+    index: u32,
+    now_us: u64,
+    out: &mut impl OutputSink,
+) -> bool {
+    let data: &[u8] = packet.as_bytes();
+    // The sequence number only now, from the validated source: a lone far jump is dropped
+    // without moving the stream (RFC 3550 A.1), two in a row re-sync it.
+    match producer.stream.update_seq(packet.sequence_number()) {
+        SeqCheck::Accepted => {}
+        SeqCheck::Resynced => {
+            // The sender restarted its numbering: every consumer continues its own, and
+            // what was stored or asked upstream under the old numbers is forgotten.
+            if let Some(store) = producer.store.0.as_mut() {
+                store.clear();
+            }
+            producer.nack_asked = None;
+            for cid in &producer.consumers {
+                if let Some(c) = consumers.get_mut(cid) {
+                    c.rewriter.switch_source();
+                }
+            }
+        }
+        SeqCheck::Outlier => {
+            counters.drop(DropReason::SequenceOutlier);
+            return false;
+        }
+    }
+    producer.stats.packets += 1;
+    producer.stats.bytes += data.len() as u64;
+    if producer.options.kind == MediaKind::Video {
+        // Allocated once, at the first packet; then one copy per packet, for NACKs.
+        producer
+            .store
+            .0
+            .get_or_insert_with(|| Box::new(RtpStore::new()))
+            .insert(packet.sequence_number(), data);
+    }
+    producer.stats.last_seq = packet.sequence_number().0;
+    producer.stats.last_timestamp = packet.timestamp();
+    if producer.paused {
+        counters.drop(DropReason::ProducerPaused);
+        return false;
+    }
+    if producer.consumers.is_empty() && producer.pipes.is_empty() {
+        counters.drop(DropReason::NoConsumers);
+        return false;
+    }
+    counters.routed += 1;
+    if producer.keyframe_wanted {
+        // A consumer was switched to this producer: its PLI leaves with this packet (a piped
+        // producer's goes through its pipe to the source: `Shard::deliver_piped`).
+        if let Some(upstream) = transports.get(&producer.transport).and_then(|t| t.egress()) {
+            request_wanted_keyframe(producer, upstream, now_us, counters, out);
+        }
+    }
+    let clock_rate = producer.options.clock_rate;
+    let seq = packet.sequence_number();
+    let ts = packet.timestamp();
+    for cid in &producer.consumers {
+        let Some(consumer) = consumers.get_mut(cid) else { continue };
+        if consumer.paused || consumer.producer_paused {
+            counters.drop(DropReason::ConsumerPaused);
+            continue;
+        }
+        let Some((socket, dest)) = transports.get(&consumer.transport).and_then(|t| t.egress()) else {
+            counters.drop(DropReason::ConsumerNotConnected);
+            continue;
+        };
+        let Some(rewritten) = consumer.rewriter.rewrite(seq, ts, clock_rate, now_us) else {
+            counters.drop(DropReason::StaleSequence);
+            continue;
+        };
+        let output = Output {
+            socket,
+            dest,
+            // `new_checked` guaranteed at least FIXED_HEADER_LEN bytes.
+            header: write_header(data, &rewritten),
+            header_len: FIXED_HEADER_LEN as u8,
+            payload: PayloadRef::Datagram { index, offset: FIXED_HEADER_LEN as u16 },
+        };
+        if out.push(output) {
+            counters.outputs += 1;
+            consumer.stats.packets += 1;
+            consumer.stats.bytes += data.len() as u64;
+        } else {
+            counters.drop(DropReason::OutputFull);
+        }
+    }
+    true
 }

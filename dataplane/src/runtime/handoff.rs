@@ -194,6 +194,8 @@ impl CoreState {
             });
         }
         let Some(r) = self.shard.take_router(router) else { return Ok(Outcome::NotFound) };
+        // Pipes to and from it go to `to` from now on (`runtime/pipe.rs`).
+        self.shard.note_moved(router, to);
         // From now on this core carries the router's shared-port datagrams to `to`; the kernel
         // is switched to `to` once `to` has the router (its marker comes back).
         for key in r.shared_port_keys() {

@@ -15,6 +15,7 @@ use shardcast_core::shard::{Datagram, Shard, Verdict};
 
 use super::egress::Datagrams;
 use super::handoff::RouterExport;
+use super::pipe::{PipeBatch, PipeTo};
 use super::state::CoreState;
 use crate::ring::Doorbell;
 
@@ -33,6 +34,8 @@ pub(crate) struct HopPacket {
     /// `Some(origin)`: not a datagram but a handoff barrier marker from core `origin`, which
     /// the receiving core sends back once everything queued before it has been carried on.
     pub(crate) marker: Option<u16>,
+    /// `Some`: a pipe's packet for a producer of this core (`pipe.rs`), not a datagram.
+    pub(crate) pipe: Option<PipeTo>,
     pub(crate) len: u16,
     pub(crate) data: [u8; HOP_MTU],
 }
@@ -46,6 +49,7 @@ impl HopPacket {
             source,
             hops: 1,
             marker: None,
+            pipe: None,
             len: data.len().min(u16::MAX as usize) as u16,
             data: [0; HOP_MTU],
         };
@@ -54,16 +58,25 @@ impl HopPacket {
         packet
     }
 
+    /// A pipe's packet `data` (at most `HOP_MTU` bytes, checked by the caller) for `to`.
+    #[inline]
+    pub(super) fn piped(to: PipeTo, data: &[u8]) -> HopPacket {
+        let mut packet = HopPacket::new(SocketAddr::from(([0, 0, 0, 0], 0)), data);
+        packet.pipe = Some(to);
+        packet
+    }
+
     /// A barrier marker from core `origin`.
     pub(super) fn marker(origin: u16) -> HopPacket {
         HopPacket { marker: Some(origin), ..HopPacket::empty() }
     }
 
-    fn empty() -> HopPacket {
+    pub(super) fn empty() -> HopPacket {
         HopPacket {
             source: SocketAddr::from(([0, 0, 0, 0], 0)),
             hops: 0,
             marker: None,
+            pipe: None,
             len: 0,
             data: [0; HOP_MTU],
         }
@@ -81,14 +94,16 @@ pub(super) struct Peer {
 pub(super) struct Hops {
     inbound: Arc<ArrayQueue<HopPacket>>,
     /// Where a carried datagram is kept while it is forwarded (its outputs point into it).
-    scratch: Box<HopPacket>,
+    pub(super) scratch: Box<HopPacket>,
     /// Every core's rings, this one's included (indexed by core).
     pub(super) peers: Vec<Peer>,
+    /// Pipes' packets taken from the ring, kept until their outputs are sent together.
+    pub(super) pipe_batch: PipeBatch,
 }
 
 impl Hops {
     pub(super) fn new(inbound: Arc<ArrayQueue<HopPacket>>, peers: Vec<Peer>) -> Hops {
-        Hops { inbound, scratch: Box::new(HopPacket::empty()), peers }
+        Hops { inbound, scratch: Box::new(HopPacket::empty()), peers, pipe_batch: PipeBatch::new() }
     }
 
     /// Carries a datagram to `core`, which owns its router, and counts it in `shard` as hopped
@@ -126,13 +141,25 @@ impl CoreState {
             }
             let Some(packet) = self.hops.inbound.pop() else { break };
             any = true;
+            // An export pushed before this packet (its old owner pushes the router, then what it
+            // carries on) is visible now even if it was not at the check above.
+            if !self.handoff.imports.is_empty() {
+                self.poll_imports();
+            }
+            let now_us = started.duration_since(self.origin).as_micros() as u64;
+            if let Some(to) = packet.pipe {
+                // Batched: their outputs leave together (`pipe.rs`).
+                self.on_piped(packet, to, now_us);
+                continue;
+            }
+            // Anything else sends its own outputs: the pipes' go first.
+            self.flush_piped();
             if let Some(origin) = packet.marker {
                 self.on_marker(origin, packet);
                 continue;
             }
             *self.hops.scratch = packet;
             self.shard.count_hopped_in();
-            let now_us = started.duration_since(self.origin).as_micros() as u64;
             let h = &*self.hops.scratch;
             let dgram = Datagram { socket: SocketId::SHARED, source: h.source, data: h.datagram(0) };
             if let Verdict::Hop { core } = self.shard.forward(0, &dgram, now_us, &mut self.egress.outputs) {
@@ -145,8 +172,10 @@ impl CoreState {
                     self.hops.carry(&mut self.shard, core, again);
                 }
             }
+            self.hops.carry_pipes(&mut self.shard, h.datagram(0));
             self.egress.send(&mut self.shard, &*self.hops.scratch, &self.sockets);
         }
+        self.flush_piped();
         if any {
             // A carried datagram may have latched a comedia transport here.
             self.report_events();

@@ -11,6 +11,7 @@
 //! - `handoff.rs`: the live handoff, top to bottom (export, import ring, barrier markers, the
 //!   kernel-steering switch);
 //! - `hop.rs`: datagrams carried between cores through their bounded hop rings;
+//! - `pipe.rs`: pipes' packets (media, feedback, sender reports) carried in the same rings;
 //! - `egress.rs`: the output buffer and the sends, one `sendmmsg` run per egress socket;
 //! - `panic_policy.rs`: a panic on a core aborts the process, logged with the core's name.
 //!
@@ -25,6 +26,7 @@ mod hop;
 #[cfg(loom)]
 mod loom_models;
 mod panic_policy;
+mod pipe;
 mod run_loop;
 mod state;
 

@@ -133,6 +133,7 @@ impl CoreState {
             {
                 self.hops.carry(&mut self.shard, core, HopPacket::new(source, data));
             }
+            self.hops.carry_pipes(&mut self.shard, data);
         }
         self.report_events();
         self.report.busy_ns += started.elapsed().as_nanos() as u64;

@@ -66,7 +66,7 @@ impl<O: OutputSink> RtcpContext<'_, O> {
                 PliRepr { sender_ssrc: p.sender_ssrc(), media_ssrc: producer_ssrc }.emit(&mut header)
             }
         };
-        Self::emit(self.counters, self.out, upstream, header, len);
+        Self::upstream(self.counters, self.out, &mut self.to_pipes, upstream, header, len);
         true
     }
 }

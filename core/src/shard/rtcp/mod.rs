@@ -20,14 +20,14 @@
 mod keyframe_request;
 mod nack;
 mod receiver_report;
-mod sender_report;
+pub(super) mod sender_report;
 
 pub(super) use keyframe_request::request_wanted_keyframe;
 pub use keyframe_request::KEYFRAME_REQUEST_INTERVAL_US;
 
 use std::net::SocketAddr;
 
-use crate::command::SocketId;
+use crate::command::{PipeEnd, SocketId};
 use crate::consumer::Consumer;
 use crate::drop_reason::{Counters, DropReason};
 use crate::ids::{RouterId, Ssrc, TransportId};
@@ -86,26 +86,49 @@ struct RtcpContext<'a, O: OutputSink> {
     retransmissions_left: u32,
     /// A NACK already went upstream for this datagram.
     upstream_nack_sent: bool,
+    /// Feedback for source producers through pipes (sent once the router is released).
+    to_pipes: ToPipes,
+    /// A source's sender report for its piped producers (sent once the router is released).
+    sr_to_pipes: SrToPipes,
+}
+
+/// Sender reports for piped producers: (piped producer, SR, length).
+type SrToPipes = heapless::Vec<(PipeEnd, [u8; OUTPUT_HEADER_MAX], u8), { crate::shard::MAX_PIPES }>;
+
+/// Feedback about piped producers' consumers, for their sources: (source, header, length).
+type ToPipes = heapless::Vec<(PipeEnd, [u8; OUTPUT_HEADER_MAX], u8), 4>;
+
+/// Where a producer's feedback goes.
+#[derive(Debug, Clone, Copy)]
+enum Upstream {
+    /// Its transport's (socket, remote).
+    Socket((SocketId, SocketAddr)),
+    /// A piped producer's: through the pipe to its source.
+    Pipe(PipeEnd),
 }
 
 /// The consumer a feedback packet is about, its producer, and where that producer is reached.
 struct FeedbackTarget<'r> {
     consumer: &'r mut Consumer,
     producer: &'r mut Producer,
-    /// The producer's transport's (socket, remote).
-    upstream: (SocketId, SocketAddr),
+    /// Where the producer is reached: its transport's (socket, remote), or its pipe's source.
+    upstream: Upstream,
     /// The consumer's transport's (socket, remote), if connected.
     downstream: Option<(SocketId, SocketAddr)>,
 }
 
 /// Resolves feedback (RFC 4585 §6.1) about `media_ssrc`: one of the consumers on transport `tid`
-/// (the one it arrived on), whose producer's transport has a remote. `None`: not ours to act on.
+/// (the one it arrived on), whose producer's transport has a remote (or whose producer is piped).
+/// `None`: not ours to act on.
 fn feedback_target(router: &mut Router, tid: TransportId, media_ssrc: u32) -> Option<FeedbackTarget<'_>> {
     let Router { transports, producers, consumers } = router;
     let cid = transports.get(&tid)?.consumers_by_ssrc.get(&Ssrc(media_ssrc))?;
     let consumer = consumers.get_mut(cid)?;
     let producer = producers.get_mut(&consumer.producer)?;
-    let upstream = transports.get(&producer.transport)?.egress()?;
+    let upstream = match producer.pipe_source {
+        Some(source) => Upstream::Pipe(source),
+        None => Upstream::Socket(transports.get(&producer.transport)?.egress()?),
+    };
     let downstream = transports.get(&consumer.transport).and_then(|t| t.egress());
     Some(FeedbackTarget { consumer, producer, upstream, downstream })
 }
@@ -121,6 +144,28 @@ impl<O: OutputSink> RtcpContext<'_, O> {
         len: usize,
     ) -> bool {
         emit_output(counters, out, (socket, dest), header, len)
+    }
+
+    /// Sends feedback to a producer: to its sender, or (a piped producer's) into `to_pipes` for
+    /// its source; `false` when it could not go (counted).
+    fn upstream(
+        counters: &mut Counters,
+        out: &mut O,
+        to_pipes: &mut ToPipes,
+        upstream: Upstream,
+        header: [u8; OUTPUT_HEADER_MAX],
+        len: usize,
+    ) -> bool {
+        match upstream {
+            Upstream::Socket(to) => Self::emit(counters, out, to, header, len),
+            Upstream::Pipe(source) => {
+                let pushed = to_pipes.push((source, header, len as u8)).is_ok();
+                if !pushed {
+                    counters.drop(DropReason::PipeRingFull);
+                }
+                pushed
+            }
+        }
     }
 }
 
@@ -184,6 +229,8 @@ impl Shard {
             limits: &self.limits,
             retransmissions_left: self.limits.retransmissions_per_datagram,
             upstream_nack_sent: false,
+            to_pipes: ToPipes::new(),
+            sr_to_pipes: SrToPipes::new(),
         };
         let mut acted = false;
         for packet in compound.iter() {
@@ -195,6 +242,36 @@ impl Shard {
                 RtcpPacket::Nack(nack) => cx.nack(&nack),
                 RtcpPacket::Sdes(_) | RtcpPacket::Bye(_) | RtcpPacket::Other { .. } => false,
             };
+        }
+        let to_pipes = core::mem::take(&mut cx.to_pipes);
+        let sr_to_pipes = core::mem::take(&mut cx.sr_to_pipes);
+        for (target, header, len) in &sr_to_pipes {
+            let sr = &header[..usize::from(*len)];
+            if self.routers.contains_key(&target.router) {
+                self.pipe_sender_report(target.router, target.producer, sr, now_us, out);
+            } else {
+                self.leave_pipe_hop(crate::shard::PipeHop {
+                    core: target.core,
+                    router: target.router,
+                    producer: target.producer,
+                    cargo: crate::shard::PipeCargo::SenderReport { header: *header, len: *len },
+                    carried_on: false,
+                });
+            }
+        }
+        for (source, header, len) in &to_pipes {
+            let rtcp = &header[..usize::from(*len)];
+            if self.routers.contains_key(&source.router) {
+                self.pipe_feedback(source.router, source.producer, rtcp, now_us, out);
+            } else {
+                self.leave_pipe_hop(crate::shard::PipeHop {
+                    core: source.core,
+                    router: source.router,
+                    producer: source.producer,
+                    cargo: crate::shard::PipeCargo::Feedback { header: *header, len: *len },
+                    carried_on: false,
+                });
+            }
         }
         if acted {
             self.counters.rtcp_terminated += 1;

@@ -181,7 +181,7 @@ impl<O: OutputSink> RtcpContext<'_, O> {
         };
         let mut header = [0u8; OUTPUT_HEADER_MAX];
         let len = repr.emit(&mut header);
-        if Self::emit(self.counters, self.out, upstream, header, len) {
+        if Self::upstream(self.counters, self.out, &mut self.to_pipes, upstream, header, len) {
             self.upstream_nack_sent = true;
             // The first NACK upstream allocates the producer's table.
             let asked = producer.nack_asked.get_or_insert_with(SeqTimes::new);

@@ -8,8 +8,8 @@
 //! so, RFC 3550 §6.2); the copies of a more frequent one are counted as
 //! [`DropReason::SenderReportThrottled`].
 
-use crate::drop_reason::DropReason;
-use crate::ids::Ssrc;
+use crate::drop_reason::{Counters, DropReason};
+use crate::ids::{ProducerId, Ssrc};
 use crate::router::Router;
 use crate::rtcp::{SenderReport, SenderReportRepr};
 use crate::shard::output::{OutputSink, OUTPUT_HEADER_MAX};
@@ -30,38 +30,71 @@ impl<O: OutputSink> RtcpContext<'_, O> {
         if !throttled {
             producer.last_sender_report_us = Some(now_us);
         }
-        let Router { transports, producers, consumers } = &mut *self.router;
-        let Some(producer) = producers.get(&pid) else { return false };
-        for cid in &producer.consumers {
-            let Some(c) = consumers.get_mut(cid) else { continue };
-            // Switched to this producer and no packet of it re-based its timeline yet: the
-            // offset would map this producer's clock with the previous one's.
-            if c.paused || c.producer_paused || c.rewriter.timeline_pending() {
-                continue;
-            }
-            let Some(egress) = transports.get(&c.transport).and_then(|t| t.egress()) else {
-                continue;
-            };
-            if throttled {
-                self.counters.drop(DropReason::SenderReportThrottled);
-                continue;
-            }
+        fan_out(self.counters, self.out, self.router, pid, sr, throttled, now_us);
+        if throttled {
+            return true;
+        }
+        // Its piped producers' consumers get it too (`shard/pipe.rs`), as the source sent it.
+        let Some(producer) = self.router.producers.get(&pid) else { return true };
+        for target in &producer.pipes {
             let repr = SenderReportRepr {
-                ssrc: c.ssrc().0,
+                ssrc: sr.ssrc(),
                 ntp: sr.ntp(),
-                rtp_timestamp: sr.rtp_timestamp().wrapping_add(c.rewriter.ts_offset()),
-                packet_count: c.stats.packets as u32,
-                octet_count: c.stats.bytes as u32,
+                rtp_timestamp: sr.rtp_timestamp(),
+                packet_count: sr.packet_count(),
+                octet_count: sr.octet_count(),
                 reports: heapless::Vec::new(),
             };
             let mut header = [0u8; OUTPUT_HEADER_MAX];
             let len = repr.emit(&mut header);
-            if Self::emit(self.counters, self.out, egress, header, len) {
-                // What the consumer's receiver reports will echo (RFC 3550 §6.4.1 LSR): its RTT.
-                c.last_sender_report = Some(((sr.ntp() >> 16) as u32, now_us));
+            if self.sr_to_pipes.push((*target, header, len as u8)).is_err() {
+                self.counters.drop(DropReason::PipeRingFull);
             }
         }
         true
+    }
+}
+
+/// Sends each active consumer of producer `pid` its copy of `sr` (or counts it throttled).
+pub(in crate::shard) fn fan_out<O: OutputSink>(
+    counters: &mut Counters,
+    out: &mut O,
+    router: &mut Router,
+    pid: ProducerId,
+    sr: &SenderReport<'_>,
+    throttled: bool,
+    now_us: u64,
+) {
+    let Router { transports, producers, consumers } = router;
+    let Some(producer) = producers.get(&pid) else { return };
+    for cid in &producer.consumers {
+        let Some(c) = consumers.get_mut(cid) else { continue };
+        // Switched to this producer and no packet of it re-based its timeline yet: the
+        // offset would map this producer's clock with the previous one's.
+        if c.paused || c.producer_paused || c.rewriter.timeline_pending() {
+            continue;
+        }
+        let Some(egress) = transports.get(&c.transport).and_then(|t| t.egress()) else {
+            continue;
+        };
+        if throttled {
+            counters.drop(DropReason::SenderReportThrottled);
+            continue;
+        }
+        let repr = SenderReportRepr {
+            ssrc: c.ssrc().0,
+            ntp: sr.ntp(),
+            rtp_timestamp: sr.rtp_timestamp().wrapping_add(c.rewriter.ts_offset()),
+            packet_count: c.stats.packets as u32,
+            octet_count: c.stats.bytes as u32,
+            reports: heapless::Vec::new(),
+        };
+        let mut header = [0u8; OUTPUT_HEADER_MAX];
+        let len = repr.emit(&mut header);
+        if RtcpContext::<O>::emit(counters, out, egress, header, len) {
+            // What the consumer's receiver reports will echo (RFC 3550 §6.4.1 LSR): its RTT.
+            c.last_sender_report = Some(((sr.ntp() >> 16) as u32, now_us));
+        }
     }
 }
 
