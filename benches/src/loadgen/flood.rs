@@ -12,8 +12,8 @@
 //!
 //! Attribution, as [`Conservation`] checks it:
 //! - the relay's identity, per core: `Δpackets_in = Δrouted + Δrtcp_terminated + Δhopped_out +
-//!   Σ Δingress drops` (`/stats` has no `rtcp_terminated` yet: it is then inferred as the
-//!   residual, which must lie in `0..=` the consumer NACKs sent, the only datagrams of the run the
+//!   Σ Δingress drops` (exact with `/stats`' `rtcp_terminated`; a relay that does not publish it
+//!   gets it inferred as the residual, which must lie in `0..=` the consumer NACKs sent, the only datagrams of the run the
 //!   relay can act on without forwarding them: the legitimate side sends RTP only);
 //! - the sockets' identity: `legit sent + hostile sent = (Δpackets_in − Δhopped_in) + kernel
 //!   drops on the relay's own sockets` (`/proc/net/udp`, by the inodes of the relay's fds);
