@@ -70,12 +70,12 @@ impl Router {
         Ok(true)
     }
 
-    pub(crate) fn create_producer(
-        &mut self,
-        transport: TransportId,
+    /// What any new producer must satisfy: a valid payload type and clock rate, an unused id.
+    pub(crate) fn check_new_producer(
+        &self,
         id: ProducerId,
         options: &ProducerOptions,
-    ) -> Applied {
+    ) -> Result<(), CommandError> {
         if options.payload_type.0 > 127 {
             return Err(CommandError::argument("payload_type must be 0..=127"));
         }
@@ -85,6 +85,16 @@ impl Router {
         if self.producers.contains_key(&id) {
             return Err(CommandError::state("producer id already exists"));
         }
+        Ok(())
+    }
+
+    pub(crate) fn create_producer(
+        &mut self,
+        transport: TransportId,
+        id: ProducerId,
+        options: &ProducerOptions,
+    ) -> Applied {
+        self.check_new_producer(id, options)?;
         let Some(t) = self.transports.get_mut(&transport) else { return Ok(false) };
         if t.producers_by_ssrc.contains_key(&options.ssrc) {
             return Err(CommandError::state("a producer with this ssrc already exists on the transport"));

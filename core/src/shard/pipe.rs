@@ -107,15 +107,7 @@ impl Router {
         options: &ProducerOptions,
         source: PipeEnd,
     ) -> Result<bool, CommandError> {
-        if options.payload_type.0 > 127 {
-            return Err(CommandError::argument("payload_type must be 0..=127"));
-        }
-        if options.clock_rate == 0 {
-            return Err(CommandError::argument("clock_rate must be positive"));
-        }
-        if self.producers.contains_key(&id) {
-            return Err(CommandError::state("producer id already exists"));
-        }
+        self.check_new_producer(id, options)?;
         let mut producer = Producer::new(PIPE_TRANSPORT, options.clone());
         producer.pipe_source = Some(source);
         self.producers.insert(id, producer);
