@@ -184,7 +184,7 @@ fn an_open_api_needs_a_token_or_insecure_and_the_token_is_never_printed() {
     assert!(stderr.contains("without a token") && stderr.contains("--insecure"), "{stderr}");
 
     let mut insecure = start(None, &["--api-listen", "0.0.0.0:0", "--insecure"]);
-    assert!(insecure.log().contains("--insecure"), "{}", insecure.log());
+    assert!(insecure.log_contains("--insecure", Duration::from_secs(10)), "{}", insecure.log());
     insecure.signal("TERM");
     assert_eq!(insecure.wait(Duration::from_secs(10)), Some(0));
 
@@ -237,7 +237,7 @@ fn a_second_sigterm_during_shutdown_exits_at_once() {
         "exited {:?} after the second signal",
         second.elapsed()
     );
-    assert!(d.log().contains("second signal"), "{}", d.log());
+    assert!(d.log_contains("second signal", Duration::from_secs(5)), "{}", d.log());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

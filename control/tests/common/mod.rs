@@ -90,6 +90,21 @@ impl Daemon {
         self.log.as_ref().and_then(|l| l.lock().ok().map(|l| l.clone())).unwrap_or_default()
     }
 
+    /// True once the stderr kept so far contains `needle` (the reader thread may lag behind the
+    /// ready line), false if it does not within `deadline`.
+    pub fn log_contains(&self, needle: &str, deadline: Duration) -> bool {
+        let until = Instant::now() + deadline;
+        loop {
+            if self.log().contains(needle) {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// The exit code within `deadline` (-1 for a signal), or `None` if it is still running.
     pub fn wait(&mut self, deadline: Duration) -> Option<i32> {
         let until = Instant::now() + deadline;
