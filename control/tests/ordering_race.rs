@@ -10,6 +10,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::Rng;
+
 use shardcast::{Config, MediaKind, PayloadType, Shardcast, Ssrc};
 use shardcast_core::testutil::rtp;
 
@@ -66,19 +69,6 @@ fn settle(sc: &Shardcast, n: u64) {
         std::thread::sleep(Duration::from_micros(200));
     }
     panic!("the cores did not read packet {n} within 5 s");
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
 }
 
 #[test]

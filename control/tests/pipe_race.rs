@@ -16,6 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod common;
+use common::Rng;
+
 use reqwest::blocking::Client;
 use serde_json::{json, Value};
 use shardcast::events::ControlEvent;
@@ -89,19 +92,6 @@ fn settle(sc: &Shardcast, n: u64) {
         }
         assert!(Instant::now() < deadline, "not settled: read {read} of {n}, piped {out}, taken {taken}");
         std::thread::sleep(Duration::from_micros(200));
-    }
-}
-
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
     }
 }
 

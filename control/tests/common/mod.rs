@@ -11,6 +11,24 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// A seeded xorshift generator for the race tests' interleavings (reproducible by seed).
+#[derive(Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// Uniform-ish in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
 /// True when this process runs as root (effective uid 0, from `/proc/self/status`): kernel
 /// steering needs CAP_BPF. Without it, tests of it print what they skip.
 pub fn is_root() -> bool {
