@@ -57,11 +57,20 @@ fn drops(sc: &Shardcast, reason: DropReason) -> u64 {
     sc.cores().iter().map(|c| c.stats().counters.drops_of(reason)).sum()
 }
 
-/// Waits until every core published counters covering `packets` received datagrams.
+/// Waits until every core published counters covering `packets` received datagrams, including
+/// the ones carried to their owner core (a hop is counted at the receiving core first, and at the
+/// owner only once it was forwarded or dropped there).
 fn settle(sc: &Shardcast, packets: u64) {
     let deadline = Instant::now() + DEADLINE;
-    while sc.cores().iter().map(|c| c.stats().counters.packets_in).sum::<u64>() < packets {
-        assert!(Instant::now() < deadline, "counters published");
+    loop {
+        let c: Vec<_> = sc.cores().iter().map(|c| c.stats().counters).collect();
+        let received: u64 = c.iter().map(|c| c.packets_in).sum();
+        let (out, arrived): (u64, u64) =
+            (c.iter().map(|c| c.hopped_out).sum(), c.iter().map(|c| c.hopped_in).sum());
+        if received >= packets && out == arrived {
+            return;
+        }
+        assert!(Instant::now() < deadline, "counters published: {c:?}");
         std::thread::sleep(Duration::from_millis(2));
     }
 }
